@@ -1,0 +1,70 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import dbPlugin from './plugins/db.js';
+import docsPlugin from './plugins/docs.js';
+import errorsPlugin from './plugins/errors.js';
+import lifecyclePlugin from './plugins/lifecycle.js';
+import metricsPlugin, { type MetricsOptions } from './plugins/metrics.js';
+import { ProblemSchema } from './plugins/problem.js';
+import readinessPlugin from './plugins/readiness.js';
+import securityPlugin from './plugins/security.js';
+import { exampleRoutes } from './routes/examples.js';
+import { healthRoutes, type ProcessIdentity } from './routes/health.js';
+import { itemRoutes } from './routes/items.js';
+import type { Settings } from './settings.js';
+
+export interface AppOptions {
+  logger: Logger;
+  identity?: ProcessIdentity;
+  metrics?: MetricsOptions;
+}
+
+const packageVersion = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/**
+ * The service as a Fastify instance, ready to listen: external plugins, then app plugins, then routes.
+ * It knows nothing about levels, clusters or signals (see src/runtime/).
+ */
+export async function buildApp(settings: Settings, options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    bodyLimit: settings.BODY_LIMIT,
+    keepAliveTimeout: settings.KEEP_ALIVE_TIMEOUT * 1000,
+    requestTimeout: settings.REQUEST_TIMEOUT * 1000,
+    connectionTimeout: 0,
+    trustProxy: settings.TRUST_PROXY,
+    // We answer 503 problem+json ourselves while closing (plugins/lifecycle.ts).
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    // Honour a sane incoming x-request-id so a request can be traced across services.
+    genReqId: (request) => {
+      const incoming = request.headers['x-request-id'];
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    },
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.addSchema(ProblemSchema);
+  await app.register(errorsPlugin, { production: settings.NODE_ENV === 'production' });
+  await app.register(lifecyclePlugin);
+  await app.register(securityPlugin, settings);
+  await app.register(docsPlugin, { enabled: settings.OPENAPI_DOCS, version: packageVersion });
+  await app.register(metricsPlugin, options.metrics ?? {});
+  await app.register(readinessPlugin);
+  await app.register(dbPlugin, settings);
+
+  await app.register(healthRoutes, { identity: options.identity ?? { workerId: 0, generation: 0 } });
+  await app.register(itemRoutes);
+  await app.register(exampleRoutes);
+  await app.ready();
+  return app as unknown as FastifyInstance;
+}

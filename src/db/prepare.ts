@@ -1,0 +1,43 @@
+import type { Logger } from 'pino';
+import type { Settings } from '../settings.js';
+import { redactUrl } from '../settings-errors.js';
+import { startEmbeddedPostgres } from './embedded.js';
+import { migrateUp } from './migrate.js';
+
+export interface PreparedDatabase {
+  url: string;
+  /** Stops the embedded PostgreSQL if this process started it; otherwise does nothing. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Resolve the database every app process will use: DATABASE_URL, or (outside production) the
+ * embedded PostgreSQL, started once here and shared by every worker. Outside production pending
+ * migrations are applied first; in production they are a separate step (`node dist/migrate.js`).
+ */
+export async function prepareDatabase(
+  settings: Settings,
+  logger: Logger,
+  options: { migrate?: boolean } = {},
+): Promise<PreparedDatabase> {
+  let database: PreparedDatabase;
+  if (settings.DATABASE_URL) {
+    database = { url: settings.DATABASE_URL, stop: async () => {} };
+  } else {
+    database = await startEmbeddedPostgres(
+      { port: settings.EMBEDDED_PG_PORT, dataDir: settings.EMBEDDED_PG_DIR },
+      logger,
+    );
+  }
+  const migrate = options.migrate ?? settings.NODE_ENV !== 'production';
+  if (migrate) {
+    try {
+      await migrateUp(database.url, logger);
+    } catch (error) {
+      await database.stop();
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Error(`cannot apply migrations to ${redactUrl(database.url)}: ${reason}`);
+    }
+  }
+  return database;
+}

@@ -1,0 +1,35 @@
+import { type Logger, type LoggerOptions, pino } from 'pino';
+import type { Settings } from './settings.js';
+
+/** Header and field paths whose values never reach a log line. */
+export const REDACTED_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-api-key"]',
+  'res.headers["set-cookie"]',
+  'headers.authorization',
+  'headers.cookie',
+  'password',
+  '*.password',
+  '*.*.password',
+  'body.password',
+];
+
+export function loggerOptions(
+  settings: Pick<Settings, 'LOG_LEVEL' | 'NODE_ENV'>,
+  base: object = {},
+): LoggerOptions {
+  // Pretty output only for a human at a terminal; machines (files, pipes, containers) get JSON.
+  const pretty = process.stdout.isTTY === true && settings.NODE_ENV !== 'production';
+  return {
+    level: settings.LOG_LEVEL,
+    base: { pid: process.pid, ...base },
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
+  };
+}
+
+export function createLogger(settings: Pick<Settings, 'LOG_LEVEL' | 'NODE_ENV'>, base: object = {}): Logger {
+  return pino(loggerOptions(settings, base));
+}

@@ -1,0 +1,40 @@
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type pg from 'pg';
+import { createPool } from '../db/pool.js';
+import type { Settings } from '../settings.js';
+import { addReadinessCheck } from './readiness.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    db: pg.Pool;
+  }
+}
+
+type DbSettings = Pick<
+  Settings,
+  'DATABASE_URL' | 'DB_POOL_SIZE' | 'DB_CONNECT_TIMEOUT_MS' | 'DB_STATEMENT_TIMEOUT_MS'
+>;
+
+async function dbPlugin(app: FastifyInstance, settings: DbSettings): Promise<void> {
+  if (!settings.DATABASE_URL)
+    throw new Error('DATABASE_URL must be resolved before buildApp (the runner starts the embedded one)');
+  const pool = createPool(
+    {
+      connectionString: settings.DATABASE_URL,
+      size: settings.DB_POOL_SIZE,
+      connectTimeoutMs: settings.DB_CONNECT_TIMEOUT_MS,
+      statementTimeoutMs: settings.DB_STATEMENT_TIMEOUT_MS,
+    },
+    app.log,
+  );
+  app.decorate('db', pool);
+  addReadinessCheck(app, 'database', async () => {
+    await pool.query('SELECT 1');
+  });
+  app.addHook('onClose', async () => {
+    await pool.end();
+  });
+}
+
+export default fp(dbPlugin, { name: 'db', dependencies: ['readiness'] });

@@ -1,0 +1,41 @@
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import client from 'prom-client';
+
+export interface MetricsOptions {
+  /**
+   * Produces the exposition text. Defaults to this process's registry; the cluster runtime
+   * passes one that asks the primary for every worker's figures aggregated.
+   */
+  collect?: () => Promise<string>;
+}
+
+let defaultsRegistered = false;
+
+export const httpDuration = new client.Histogram({
+  name: 'http_request_duration_seconds',
+  help: 'HTTP request duration by route, method and status code',
+  labelNames: ['method', 'route', 'status_code'] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+});
+
+async function metricsPlugin(app: FastifyInstance, options: MetricsOptions): Promise<void> {
+  if (!defaultsRegistered) {
+    client.collectDefaultMetrics();
+    defaultsRegistered = true;
+  }
+  app.addHook('onResponse', async (request, reply) => {
+    // The route pattern (/api/items/:id), never the raw URL, keeps label cardinality bounded.
+    const route = request.routeOptions.url ?? 'unmatched';
+    httpDuration.observe(
+      { method: request.method, route, status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+  const collect = options.collect ?? (() => client.register.metrics());
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) =>
+    reply.type(client.register.contentType).send(await collect()),
+  );
+}
+
+export default fp(metricsPlugin, { name: 'metrics' });

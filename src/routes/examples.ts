@@ -1,0 +1,52 @@
+import { createHash } from 'node:crypto';
+import { setTimeout } from 'node:timers/promises';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { problemRef } from '../plugins/problem.js';
+
+export const MAX_HASH_ROUNDS = 1_000_000;
+
+/** N chained SHA-256 rounds: deliberately CPU-bound work on the request thread. */
+export function chainedSha256(rounds: number, seed = 'node-levels-starter'): string {
+  let digest: Buffer = Buffer.from(seed);
+  for (let round = 0; round < rounds; round += 1) digest = createHash('sha256').update(digest).digest();
+  return digest.toString('hex');
+}
+
+export const MAX_SLEEP_MS = 30_000;
+
+export const exampleRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/api/examples/sleep',
+    {
+      schema: {
+        tags: ['examples'],
+        summary: 'I/O-bound: wait N ms without blocking the event loop (slow upstream stand-in)',
+        querystring: Type.Object({ ms: Type.Integer({ minimum: 0, maximum: MAX_SLEEP_MS, default: 100 }) }),
+        response: { 200: Type.Object({ sleptMs: Type.Integer() }), 400: problemRef },
+      },
+    },
+    async (request) => {
+      await setTimeout(request.query.ms);
+      return { sleptMs: request.query.ms };
+    },
+  );
+
+  app.get(
+    '/api/examples/hash',
+    {
+      schema: {
+        tags: ['examples'],
+        summary: 'CPU-bound: N chained SHA-256 rounds on the request thread',
+        querystring: Type.Object({
+          rounds: Type.Integer({ minimum: 1, maximum: MAX_HASH_ROUNDS, default: 1000 }),
+        }),
+        response: {
+          200: Type.Object({ rounds: Type.Integer(), digest: Type.String() }),
+          400: problemRef,
+        },
+      },
+    },
+    async (request) => ({ rounds: request.query.rounds, digest: chainedSha256(request.query.rounds) }),
+  );
+};

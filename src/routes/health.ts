@@ -1,0 +1,95 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { runChecks } from '../plugins/readiness.js';
+
+export interface ProcessIdentity {
+  /** 0 for a single process (LEVEL=1); 1..N for cluster workers. */
+  workerId: number;
+  /** How many times this worker slot has been (re)started by the supervisor. */
+  generation: number;
+}
+
+const Live = Type.Object({ status: Type.Literal('ok') });
+const Check = Type.Object({
+  status: Type.Union([Type.Literal('up'), Type.Literal('down')]),
+  latencyMs: Type.Number(),
+  error: Type.Optional(Type.String()),
+});
+const Ready = Type.Object({
+  status: Type.Union([Type.Literal('ready'), Type.Literal('not_ready'), Type.Literal('shutting_down')]),
+  checks: Type.Record(Type.String(), Check),
+});
+const WorkerInfo = Type.Object({
+  pid: Type.Integer(),
+  workerId: Type.Integer(),
+  generation: Type.Integer(),
+  uptimeSeconds: Type.Number(),
+  requestsServed: Type.Integer(),
+  activeConnections: Type.Integer(),
+  eventLoop: Type.Object({ utilization: Type.Number(), delayMs: Type.Number() }),
+  memory: Type.Object({
+    rssBytes: Type.Integer(),
+    heapUsedBytes: Type.Integer(),
+    heapTotalBytes: Type.Integer(),
+  }),
+});
+
+const READY_CHECK_TIMEOUT_MS = 2000;
+
+export const healthRoutes: FastifyPluginAsyncTypebox<{ identity: ProcessIdentity }> = async (
+  app,
+  { identity },
+) => {
+  const live = {
+    schema: { tags: ['health'], summary: 'Liveness: no dependency checks', response: { 200: Live } },
+  };
+  const ok = async () => ({ status: 'ok' as const });
+  app.get('/health', live, ok);
+  app.get('/health/live', live, ok);
+
+  app.get(
+    '/health/ready',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Readiness: every dependency reachable and not shutting down',
+        response: { 200: Ready, 503: Ready },
+      },
+    },
+    async (_request, reply) => {
+      const checks = await runChecks(app.readinessChecks, READY_CHECK_TIMEOUT_MS);
+      const closing = app.processState.closing || app.processState.draining;
+      const allUp = Object.values(checks).every((check) => check.status === 'up');
+      const status = closing ? 'shutting_down' : allUp ? 'ready' : 'not_ready';
+      return reply.code(status === 'ready' ? 200 : 503).send({ status, checks });
+    },
+  );
+
+  app.get(
+    '/health/worker',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Figures of the process that answered',
+        response: { 200: WorkerInfo },
+      },
+    },
+    async () => {
+      const pressure = app.memoryUsage();
+      const memory = process.memoryUsage();
+      const activeConnections = await new Promise<number>((resolve) =>
+        app.server.getConnections((error, count) => resolve(error ? 0 : count)),
+      );
+      return {
+        pid: process.pid,
+        workerId: identity.workerId,
+        generation: identity.generation,
+        uptimeSeconds: Math.round((Date.now() - app.processState.startedAt) / 100) / 10,
+        requestsServed: app.processState.requestsServed,
+        activeConnections,
+        eventLoop: { utilization: pressure.eventLoopUtilized, delayMs: pressure.eventLoopDelay },
+        memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, heapTotalBytes: memory.heapTotal },
+      };
+    },
+  );
+};

@@ -1,0 +1,136 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { decodeCursor, encodeCursor, ItemRepository } from '../db/items.js';
+import { sendProblem } from '../plugins/errors.js';
+import { problem, problemRef } from '../plugins/problem.js';
+
+const Name = Type.String({ minLength: 1, maxLength: 200, description: '1-200 characters' });
+const Description = Type.Union([Type.String({ maxLength: 10_000 }), Type.Null()]);
+const Item = Type.Object(
+  {
+    id: Type.Integer(),
+    name: Type.String(),
+    description: Type.Union([Type.String(), Type.Null()]),
+    createdAt: Type.String({ format: 'date-time' }),
+    updatedAt: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'Item' },
+);
+const ItemParams = Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) });
+const CreateItem = Type.Object(
+  { name: Name, description: Type.Optional(Description) },
+  { additionalProperties: false },
+);
+const PatchItem = Type.Object(
+  { name: Type.Optional(Name), description: Type.Optional(Description) },
+  { additionalProperties: false, minProperties: 1 },
+);
+const ListQuery = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 100, default: 20, description: 'Page size (1-100)' }),
+  cursor: Type.Optional(Type.String({ maxLength: 200, description: 'nextCursor of the previous page' })),
+});
+const ItemPage = Type.Object({
+  items: Type.Array(Item),
+  nextCursor: Type.Union([Type.String(), Type.Null()]),
+});
+
+const errors = { 400: problemRef, 404: problemRef, 503: problemRef };
+
+export const itemRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const items = new ItemRepository(app.db);
+  const notFound = (id: number) => problem(404, `Item ${id} does not exist`);
+
+  app.post(
+    '/api/items',
+    {
+      schema: {
+        tags: ['items'],
+        summary: 'Create an item',
+        body: CreateItem,
+        response: { 201: Item, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const item = await items.create(request.body.name, request.body.description ?? null);
+      return reply.code(201).header('location', `/api/items/${item.id}`).send(item);
+    },
+  );
+
+  app.get(
+    '/api/items',
+    {
+      schema: {
+        tags: ['items'],
+        summary: 'List items (cursor pagination)',
+        querystring: ListQuery,
+        response: { 200: ItemPage, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const { limit, cursor } = request.query;
+      const afterId = cursor === undefined ? 0 : decodeCursor(cursor);
+      if (afterId === undefined) {
+        return sendProblem(
+          reply,
+          request,
+          problem(400, 'cursor is not one this service issued', {
+            errors: [{ field: 'cursor', message: 'is invalid', in: 'querystring' }],
+          }),
+        );
+      }
+      const page = await items.list(limit, afterId);
+      const last = page.items.at(-1);
+      return { items: page.items, nextCursor: page.hasMore && last ? encodeCursor(last.id) : null };
+    },
+  );
+
+  app.get(
+    '/api/items/:id',
+    {
+      schema: {
+        tags: ['items'],
+        summary: 'Get an item',
+        params: ItemParams,
+        response: { 200: Item, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const item = await items.get(request.params.id);
+      return item ?? sendProblem(reply, request, notFound(request.params.id));
+    },
+  );
+
+  app.patch(
+    '/api/items/:id',
+    {
+      schema: {
+        tags: ['items'],
+        summary: 'Update an item',
+        params: ItemParams,
+        body: PatchItem,
+        response: { 200: Item, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const item = await items.update(request.params.id, request.body);
+      return item ?? sendProblem(reply, request, notFound(request.params.id));
+    },
+  );
+
+  app.delete(
+    '/api/items/:id',
+    {
+      schema: {
+        tags: ['items'],
+        summary: 'Delete an item',
+        params: ItemParams,
+        response: { 204: Type.Null(), ...errors },
+      },
+    },
+    async (request, reply) => {
+      if (!(await items.delete(request.params.id)))
+        return sendProblem(reply, request, notFound(request.params.id));
+      return reply.code(204).send(null);
+    },
+  );
+};

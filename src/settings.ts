@@ -1,0 +1,283 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { parseEnv } from 'node:util';
+import envSchema from 'env-schema';
+import { type Static, Type } from 'typebox';
+import { describeExpected, formatSettingsErrors, type SettingProblem } from './settings-errors.js';
+
+/**
+ * Every environment variable the service reads, declared once: type, default, description.
+ * `.env.example` and `docs/configuration.md` are generated from this schema (`npm run config:docs`).
+ */
+export const settingsSchema = Type.Object({
+  LEVEL: Type.Integer({
+    minimum: 1,
+    maximum: 4,
+    default: 1,
+    description:
+      'Scaling level preset: 1 one process, 2 cluster, 3 supervised cluster, 4 level 3 + task workers',
+  }),
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], {
+    default: 'development',
+    description: 'Runtime environment; production refuses insecure or missing essentials',
+  }),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0', description: 'Interface the HTTP server binds to' }),
+  PORT: Type.Integer({
+    minimum: 0,
+    maximum: 65535,
+    default: 3000,
+    description: 'TCP port of the HTTP server',
+  }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    { default: 'info', description: 'pino log level; logs are JSON, pretty only when stdout is a terminal' },
+  ),
+  DATABASE_URL: Type.Optional(
+    Type.String({
+      description:
+        'PostgreSQL URL (postgres://user:pass@host:5432/db); unset outside production = embedded PostgreSQL',
+    }),
+  ),
+  DB_POOL_SIZE: Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: 10,
+    description: 'Connections per process in the pg pool',
+  }),
+  DB_CONNECT_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    default: 2000,
+    description: 'How long a query waits for a connection before answering 503 (ms)',
+  }),
+  DB_STATEMENT_TIMEOUT_MS: Type.Integer({
+    minimum: 0,
+    default: 10000,
+    description: 'PostgreSQL statement_timeout per query (ms, 0 = none)',
+  }),
+  EMBEDDED_PG_PORT: Type.Integer({
+    minimum: 1,
+    maximum: 65535,
+    default: 54329,
+    description: 'Port of the embedded development PostgreSQL (used only when DATABASE_URL is unset)',
+  }),
+  EMBEDDED_PG_DIR: Type.String({
+    minLength: 1,
+    default: '.data/postgres',
+    description: 'Data directory of the embedded development PostgreSQL',
+  }),
+  BODY_LIMIT: Type.Integer({
+    minimum: 1,
+    default: 1048576,
+    description: 'Largest accepted request body (bytes)',
+  }),
+  KEEP_ALIVE_TIMEOUT: Type.Number({
+    exclusiveMinimum: 0,
+    default: 65,
+    description: 'Idle keep-alive timeout (s); keep it longer than your load balancer idle timeout',
+  }),
+  REQUEST_TIMEOUT: Type.Number({
+    minimum: 0,
+    default: 60,
+    description: 'Longest time to receive a whole request (s, 0 = none)',
+  }),
+  GRACEFUL_TIMEOUT: Type.Number({
+    exclusiveMinimum: 0,
+    default: 30,
+    description: 'Time in-flight requests get to finish on shutdown or recycle before exit is forced (s)',
+  }),
+  CORS_ORIGINS: Type.String({
+    default: '',
+    description: 'Comma-separated allowed CORS origins; empty = CORS off; * = any (refused in production)',
+  }),
+  TRUST_PROXY: Type.Boolean({
+    default: false,
+    description: 'Trust X-Forwarded-* headers (enable behind nginx, Traefik or a cloud load balancer)',
+  }),
+  OPENAPI_DOCS: Type.Boolean({ default: true, description: 'Serve /docs (UI) and /openapi.json' }),
+  LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({
+    minimum: 0,
+    default: 1000,
+    description: 'Answer 503 + Retry-After when event-loop delay exceeds this (ms, 0 = off)',
+  }),
+  LOAD_SHED_MAX_ELU: Type.Number({
+    minimum: 0,
+    maximum: 1,
+    default: 0,
+    description: 'Answer 503 + Retry-After when event-loop utilisation exceeds this (0-1, 0 = off)',
+  }),
+  LOAD_SHED_RETRY_AFTER: Type.Integer({
+    minimum: 1,
+    default: 5,
+    description: 'Retry-After sent with load-shedding 503s (s)',
+  }),
+  WORKERS: Type.Integer({
+    minimum: 0,
+    maximum: 256,
+    default: 0,
+    description: 'App processes at LEVEL>=2 (0 = the CPUs available to this process, cgroup limits included)',
+  }),
+  WORKER_TIMEOUT: Type.Number({
+    exclusiveMinimum: 0,
+    default: 30,
+    description: 'LEVEL 3: seconds without a heartbeat before a worker counts as hung and is replaced',
+  }),
+  WORKER_BOOT_TIMEOUT: Type.Number({
+    exclusiveMinimum: 0,
+    default: 30,
+    description: 'LEVEL>=2: seconds a new worker has to become ready before it counts as failed',
+  }),
+  MAX_REQUESTS: Type.Integer({
+    minimum: 0,
+    default: 0,
+    description: 'LEVEL 3: recycle a worker after this many requests (0 = off; preset 10000 at LEVEL>=3)',
+  }),
+  MAX_REQUESTS_JITTER: Type.Integer({
+    minimum: 0,
+    default: 0,
+    description: 'LEVEL 3: random extra requests per worker in [0, jitter] so workers recycle apart',
+  }),
+  MAX_WORKER_MEMORY_MB: Type.Integer({
+    minimum: 0,
+    default: 0,
+    description: 'LEVEL 3: recycle a worker whose RSS exceeds this (MB, 0 = off; preset 1024 at LEVEL>=3)',
+  }),
+  PID_FILE: Type.String({ default: '', description: 'LEVEL>=2: write the primary pid here (empty = none)' }),
+});
+
+export type Settings = Static<typeof settingsSchema>;
+export type SettingName = keyof Settings;
+
+/** Defaults a LEVEL brings; any variable set explicitly wins over its preset. */
+export const levelPresets: Record<number, Partial<Record<SettingName, string>>> = {
+  1: {},
+  2: {},
+  3: { MAX_REQUESTS: '10000', MAX_REQUESTS_JITTER: '1000', MAX_WORKER_MEMORY_MB: '1024' },
+  4: { MAX_REQUESTS: '10000', MAX_REQUESTS_JITTER: '1000', MAX_WORKER_MEMORY_MB: '1024' },
+};
+
+/** Variables whose values must never appear in logs or error messages. */
+export const secretSettings: ReadonlySet<string> = new Set(['DATABASE_URL']);
+
+export class SettingsError extends Error {
+  constructor(readonly problems: SettingProblem[]) {
+    super(formatSettingsErrors(problems));
+    this.name = 'SettingsError';
+  }
+}
+
+export interface LoadOptions {
+  /** Path of a dotenv file to read if present; null to read none. */
+  envFile?: string | null;
+}
+
+function readEnvFile(path: string | null): Record<string, string> {
+  if (!path || !existsSync(path)) return {};
+  return parseEnv(readFileSync(path, 'utf8')) as Record<string, string>;
+}
+
+function presetFor(rawLevel: string | undefined): Record<string, string> {
+  const level = rawLevel === undefined || rawLevel === '' ? 1 : Number(rawLevel);
+  return levelPresets[level] ?? {}; // an unknown LEVEL is reported by the schema check below
+}
+
+/** Load, coerce and validate settings. Throws SettingsError naming every bad variable. */
+export function loadSettings(env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): Settings {
+  const fromFile = readEnvFile(options.envFile === undefined ? '.env' : options.envFile);
+  const explicit: Record<string, string> = { ...fromFile };
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && key in settingsSchema.properties) explicit[key] = value;
+  }
+  // An empty value means "not set", so the default (or preset) applies.
+  for (const key of Object.keys(explicit)) if (explicit[key] === '') delete explicit[key];
+
+  const data = { ...presetFor(explicit.LEVEL), ...explicit };
+  let settings: Settings;
+  try {
+    settings = envSchema<Settings>({ schema: structuredClone(settingsSchema), data, env: false });
+  } catch (error) {
+    const ajvErrors = (error as { errors?: AjvError[] }).errors ?? [];
+    throw new SettingsError(problemsFromAjv(ajvErrors, data));
+  }
+  const problems = checkSemantics(settings);
+  if (problems.length > 0) throw new SettingsError(problems);
+  if (settings.WORKERS === 0) settings.WORKERS = availableParallelism();
+  return settings;
+}
+
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  params: Record<string, unknown>;
+}
+
+function problemsFromAjv(errors: AjvError[], data: Record<string, string>): SettingProblem[] {
+  const seen = new Set<string>();
+  const problems: SettingProblem[] = [];
+  for (const error of errors) {
+    const name = error.instancePath.replace(/^\//, '').split('/')[0] ?? '';
+    if (!name || seen.has(name)) continue;
+    seen.add(name);
+    const property = settingsSchema.properties[name as SettingName];
+    problems.push({
+      name,
+      value: data[name],
+      problem: 'is not valid',
+      expected: property ? describeExpected(property) : 'a valid value',
+    });
+  }
+  return problems;
+}
+
+function checkSemantics(settings: Settings): SettingProblem[] {
+  const problems: SettingProblem[] = [];
+  const production = settings.NODE_ENV === 'production';
+  if (settings.DATABASE_URL !== undefined) {
+    const problem = checkPostgresUrl(settings.DATABASE_URL);
+    if (problem) {
+      problems.push({
+        name: 'DATABASE_URL',
+        value: settings.DATABASE_URL,
+        problem,
+        expected: 'postgres://user:password@host:5432/database',
+      });
+    }
+  } else if (production) {
+    problems.push({
+      name: 'DATABASE_URL',
+      value: undefined,
+      problem: 'is not set, and NODE_ENV=production never uses the embedded PostgreSQL',
+      expected: 'postgres://user:password@host:5432/database',
+    });
+  }
+  if (production && settings.CORS_ORIGINS.split(',').some((origin) => origin.trim() === '*')) {
+    problems.push({
+      name: 'CORS_ORIGINS',
+      value: settings.CORS_ORIGINS,
+      problem: 'allows any origin, which NODE_ENV=production refuses',
+      expected: 'a comma-separated list of origins such as https://app.example.com',
+    });
+  }
+  if (settings.MAX_REQUESTS === 0 && settings.MAX_REQUESTS_JITTER > 0) {
+    problems.push({
+      name: 'MAX_REQUESTS_JITTER',
+      value: String(settings.MAX_REQUESTS_JITTER),
+      problem: 'is set while MAX_REQUESTS=0 (recycling off)',
+      expected: '0, or set MAX_REQUESTS too',
+    });
+  }
+  return problems;
+}
+
+function checkPostgresUrl(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'is not a URL';
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    return `has scheme "${url.protocol.replace(/:$/, '')}"`;
+  }
+  if (!url.hostname && !url.searchParams.get('host')) return 'names no host';
+  return undefined;
+}

@@ -1,0 +1,160 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { get, openConnection, parseResponses } from './helpers/http.js';
+import { freePort, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
+
+let database: TestDatabase;
+const started: ServerProcess[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await Promise.all(started.map((server) => server.stop('SIGKILL')));
+  await database?.drop();
+});
+
+async function startServer(env: Record<string, string> = {}): Promise<ServerProcess> {
+  const port = await freePort();
+  const server = startProcess({ DATABASE_URL: database.url, PORT: String(port), ...env });
+  started.push(server);
+  await waitForHttp(`${server.baseUrl}/health/ready`);
+  return server;
+}
+
+describe('the built server (node dist/main.js, LEVEL=1)', () => {
+  it('serves the API over real HTTP and logs JSON with secrets redacted', async () => {
+    const server = await startServer();
+    const created = await fetch(`${server.baseUrl}/api/items`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: 'Bearer s3cret-token',
+        cookie: 'session=abc',
+      },
+      body: JSON.stringify({ name: 'over http' }),
+    });
+    expect(created.status).toBe(201);
+    const location = created.headers.get('location');
+    expect((await fetch(`${server.baseUrl}${location}`)).status).toBe(200);
+    await server.stop();
+    const output = JSON.stringify(server.logs);
+    expect(server.logs.length).toBeGreaterThan(2);
+    expect(output).not.toContain('s3cret-token');
+    expect(output).not.toContain(new URL(database.url).password || 'no-password-in-url');
+  });
+
+  it('on SIGTERM: in-flight requests finish, new requests on open connections get 503 + close, exit 0', async () => {
+    const server = await startServer();
+    const slow = fetch(`${server.baseUrl}/api/examples/sleep?ms=1500`);
+    // A keep-alive connection with a slow request in flight.
+    const busy = await openConnection(server.port);
+    busy.socket.write(get('/api/examples/sleep?ms=1000'));
+    // A keep-alive connection whose next request has begun (headers partly sent) when the signal lands.
+    const arriving = await openConnection(server.port);
+    arriving.socket.write(get('/health'));
+    await sleep(100);
+    arriving.socket.write('GET /health HTTP/1.1\r\nHost: localhost\r\n');
+    // An idle keep-alive connection.
+    const idle = await openConnection(server.port);
+    idle.socket.write(get('/health'));
+    await sleep(300);
+
+    const signalledAt = Date.now();
+    server.child.kill('SIGTERM');
+    await sleep(200);
+    arriving.socket.write('Connection: keep-alive\r\n\r\n');
+    // New connections are refused once the listener is closed.
+    await expect(fetch(`${server.baseUrl}/health`)).rejects.toThrow();
+
+    const slowResponse = await slow;
+    expect(slowResponse.status).toBe(200);
+    expect(await slowResponse.json()).toEqual({ sleptMs: 1500 });
+
+    // The in-flight response completes and tells the client not to reuse the connection.
+    const busyResponses = parseResponses(await busy.closed);
+    expect(busyResponses.map((response) => response.status)).toEqual([200]);
+    expect(busyResponses[0]?.headers.connection).toBe('close');
+
+    const [before, during] = parseResponses(await arriving.closed);
+    expect(before?.status).toBe(200);
+    expect(during?.status).toBe(503);
+    expect(during?.headers.connection).toBe('close');
+    expect(during?.headers['content-type']).toMatch(/problem\+json/);
+
+    // The idle keep-alive connection was closed by the server, not left to time out.
+    expect(parseResponses(await idle.closed)).toHaveLength(1);
+
+    const exit = await server.exited;
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(Date.now() - signalledAt).toBeLessThan(5000);
+    expect(server.logs.some((line) => line.msg === 'shutting down')).toBe(true);
+  });
+
+  it('forces exit at GRACEFUL_TIMEOUT, and at once on a second signal', async () => {
+    const deadline = await startServer({ GRACEFUL_TIMEOUT: '1' });
+    void fetch(`${deadline.baseUrl}/api/examples/sleep?ms=10000`).catch(() => {});
+    await sleep(200);
+    let signalledAt = Date.now();
+    deadline.child.kill('SIGTERM');
+    expect((await deadline.exited).code).toBe(1);
+    expect(Date.now() - signalledAt).toBeLessThan(3000);
+    expect(deadline.logs.some((line) => line.msg === 'graceful timeout reached: exiting now')).toBe(true);
+
+    const twice = await startServer();
+    void fetch(`${twice.baseUrl}/api/examples/sleep?ms=10000`).catch(() => {});
+    await sleep(200);
+    signalledAt = Date.now();
+    twice.child.kill('SIGTERM');
+    await sleep(200);
+    twice.child.kill('SIGINT');
+    expect((await twice.exited).code).toBe(1);
+    expect(Date.now() - signalledAt).toBeLessThan(2000);
+  });
+
+  it('refuses bad configuration with one clear line and a non-zero exit', async () => {
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      [{ PORT: 'abc' }, /^Invalid setting PORT: "abc" is not valid; expected an integer/],
+      [{ LEVEL: '9' }, /^Invalid setting LEVEL: "9"/],
+      [
+        { DATABASE_URL: 'redis://user:topsecret@host/0' },
+        /^Invalid setting DATABASE_URL: "redis:\/\/user:\*\*\*@host\/0"/,
+      ],
+      [{ NODE_ENV: 'production', DATABASE_URL: '' }, /^Invalid setting DATABASE_URL: is not set/],
+    ];
+    for (const [env, expected] of cases) {
+      const server = startProcess({ DATABASE_URL: database.url, ...env });
+      const exit = await server.exited;
+      expect(exit.code).toBe(78);
+      expect(server.stderr().trim().split('\n')).toHaveLength(1);
+      expect(server.stderr()).toMatch(expected);
+      expect(server.stderr()).not.toContain('topsecret');
+    }
+  });
+
+  it('sheds load with 503 + Retry-After when the event loop is saturated, then serves again', async () => {
+    const server = await startServer({
+      LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '100',
+      LOAD_SHED_RETRY_AFTER: '7',
+    });
+    // Two long synchronous requests stall the loop well past the threshold.
+    const heavy = [1, 2].map(() =>
+      fetch(`${server.baseUrl}/api/examples/hash?rounds=600000`).catch(() => undefined),
+    );
+    await sleep(50);
+    const statuses: number[] = [];
+    let retryAfter: string | null = null;
+    for (let attempt = 0; attempt < 20 && retryAfter === null; attempt += 1) {
+      const response = await fetch(`${server.baseUrl}/health/worker`);
+      statuses.push(response.status);
+      if (response.status === 503) retryAfter = response.headers.get('retry-after');
+      await response.arrayBuffer();
+    }
+    await Promise.all(heavy);
+    expect(statuses).toContain(503);
+    expect(retryAfter).toBe('7');
+    await sleep(2500);
+    expect((await fetch(`${server.baseUrl}/health/worker`)).status).toBe(200);
+  });
+});

@@ -1,0 +1,112 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadSettings, SettingsError } from '../src/settings.js';
+
+const load = (env: Record<string, string>) => loadSettings(env, { envFile: null });
+
+function problemOf(env: Record<string, string>): string {
+  try {
+    load(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(SettingsError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a SettingsError');
+}
+
+describe('settings', () => {
+  it('has documented defaults', () => {
+    const settings = load({});
+    expect(settings).toMatchObject({
+      LEVEL: 1,
+      PORT: 3000,
+      BODY_LIMIT: 1048576,
+      KEEP_ALIVE_TIMEOUT: 65,
+      GRACEFUL_TIMEOUT: 30,
+    });
+    expect(settings.DATABASE_URL).toBeUndefined();
+    expect(settings.WORKERS).toBe(availableParallelism());
+  });
+
+  it('applies the LEVEL preset, and an explicit value wins over it', () => {
+    expect(load({ LEVEL: '2' }).MAX_REQUESTS).toBe(0);
+    expect(load({ LEVEL: '3' })).toMatchObject({ MAX_REQUESTS: 10000, MAX_REQUESTS_JITTER: 1000 });
+    expect(load({ LEVEL: '3', MAX_REQUESTS: '50', MAX_REQUESTS_JITTER: '0' })).toMatchObject({
+      MAX_REQUESTS: 50,
+      MAX_REQUESTS_JITTER: 0,
+    });
+  });
+
+  it('coerces types and treats an empty value as unset', () => {
+    const settings = load({
+      PORT: '8080',
+      TRUST_PROXY: 'true',
+      DATABASE_URL: '',
+      KEEP_ALIVE_TIMEOUT: '75.5',
+    });
+    expect(settings.PORT).toBe(8080);
+    expect(settings.TRUST_PROXY).toBe(true);
+    expect(settings.DATABASE_URL).toBeUndefined();
+    expect(settings.KEEP_ALIVE_TIMEOUT).toBe(75.5);
+  });
+
+  it.each([
+    [{ LEVEL: '7' }, /^Invalid setting LEVEL: "7" is not valid; expected an integer >= 1 and <= 4/],
+    [{ PORT: 'abc' }, /^Invalid setting PORT: "abc" is not valid; expected an integer >= 0 and <= 65535/],
+    [
+      { GRACEFUL_TIMEOUT: '-5' },
+      /^Invalid setting GRACEFUL_TIMEOUT: "-5" is not valid; expected a number > 0/,
+    ],
+    [{ KEEP_ALIVE_TIMEOUT: '0' }, /^Invalid setting KEEP_ALIVE_TIMEOUT: "0"/],
+    [{ LOG_LEVEL: 'loud' }, /^Invalid setting LOG_LEVEL: "loud" is not valid; expected one of fatal, error/],
+    [
+      { DATABASE_URL: 'not a url' },
+      /^Invalid setting DATABASE_URL: "\*\*\*" is not a URL; expected postgres:\/\//,
+    ],
+    [
+      { DATABASE_URL: 'mysql://u:pw@db/app' },
+      /^Invalid setting DATABASE_URL: "mysql:\/\/u:\*\*\*@db\/app" has scheme "mysql"/,
+    ],
+  ])('rejects %j with one clear line', (env, expected) => {
+    const message = problemOf(env);
+    expect(message).toMatch(expected);
+    expect(message.split('\n')).toHaveLength(1);
+  });
+
+  it('names every bad variable, one line each', () => {
+    const message = problemOf({ PORT: 'x', LEVEL: '0' });
+    expect(message.split('\n').sort()).toEqual([
+      expect.stringMatching(/^Invalid setting LEVEL/),
+      expect.stringMatching(/^Invalid setting PORT/),
+    ]);
+  });
+
+  it('never prints a password, even for a broken URL', () => {
+    const message = problemOf({ DATABASE_URL: 'mysql://admin:hunter2@db/app' });
+    expect(message).not.toContain('hunter2');
+    expect(problemOf({ DATABASE_URL: 'postgres://admin:hunter2@' })).not.toContain('hunter2');
+  });
+
+  it('refuses missing or insecure essentials in production', () => {
+    expect(problemOf({ NODE_ENV: 'production' })).toMatch(
+      /^Invalid setting DATABASE_URL: is not set, and NODE_ENV=production/,
+    );
+    expect(
+      problemOf({ NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db/app', CORS_ORIGINS: '*' }),
+    ).toMatch(/^Invalid setting CORS_ORIGINS: "\*" allows any origin/);
+    expect(load({ NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db/app' }).NODE_ENV).toBe(
+      'production',
+    );
+  });
+
+  it('reads a .env file, and the real environment wins over it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'settings-'));
+    const file = join(dir, '.env');
+    writeFileSync(file, 'PORT=4000\nLOG_LEVEL=debug\n');
+    const settings = loadSettings({ LOG_LEVEL: 'warn' }, { envFile: file });
+    expect(settings.PORT).toBe(4000);
+    expect(settings.LOG_LEVEL).toBe('warn');
+  });
+});
