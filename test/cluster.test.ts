@@ -1,0 +1,94 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { answeringPids, logsWith, startCluster, until, workerInfo } from './helpers/cluster.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { startLoad } from './helpers/load.js';
+import { isAlive, type ServerProcess } from './helpers/process.js';
+
+let database: TestDatabase;
+const servers: ServerProcess[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await Promise.all(servers.map((server) => server.stop('SIGKILL')));
+  await database?.drop();
+});
+
+async function cluster(env: Record<string, string> = {}): Promise<ServerProcess> {
+  const server = await startCluster({ LEVEL: '2', DATABASE_URL: database.url, ...env });
+  servers.push(server);
+  return server;
+}
+
+function workerPids(server: ServerProcess): number[] {
+  return logsWith(server, 'worker started').map((line) => line.workerPid as number);
+}
+
+describe('LEVEL=2: a cluster of N workers', () => {
+  it('spreads requests over WORKERS processes sharing one port', async () => {
+    const server = await cluster({ WORKERS: '2' });
+    const pids = await answeringPids(server, 2);
+    expect(pids.size).toBe(2);
+    expect([...pids].sort()).toEqual(workerPids(server).sort());
+    const ids = new Set<number>();
+    for (let index = 0; index < 10 && ids.size < 2; index += 1) ids.add((await workerInfo(server)).workerId);
+    expect([...ids].sort()).toEqual([1, 2]);
+  });
+
+  it('replaces a worker killed with -9 while the other keeps serving', async () => {
+    const server = await cluster();
+    const [victim, survivor] = workerPids(server) as [number, number];
+    const load = startLoad(`${server.baseUrl}/health/worker`, 4);
+    await sleep(300);
+    process.kill(victim, 'SIGKILL');
+    await server.waitForLog((line) => line.msg === 'worker ready' && line.generation === 2, 20_000);
+    await sleep(300);
+    const result = await load.stop();
+    expect(result.pids.has(survivor)).toBe(true);
+    const now = await answeringPids(server, 2);
+    expect(now.has(victim)).toBe(false);
+    expect(now.size).toBe(2);
+    expect(logsWith(server, 'worker exited').some((line) => line.signal === 'SIGKILL' && line.reason === 'crash')).toBe(true);
+  });
+
+  it('SIGTERM lets slow in-flight requests complete, then exits 0', async () => {
+    const server = await cluster({ GRACEFUL_TIMEOUT: '10' });
+    const slow = Array.from({ length: 4 }, () => fetch(`${server.baseUrl}/api/examples/sleep?ms=1500`));
+    await sleep(300);
+    server.child.kill('SIGTERM');
+    const responses = await Promise.all(slow);
+    expect(responses.map((response) => response.status)).toEqual([200, 200, 200, 200]);
+    expect(await server.exited).toEqual({ code: 0, signal: null });
+    for (const pid of workerPids(server)) expect(isAlive(pid)).toBe(false);
+  });
+
+  it('a primary killed with -9 leaves no worker behind', async () => {
+    const server = await cluster();
+    const pids = workerPids(server);
+    process.kill(server.child.pid as number, 'SIGKILL');
+    await until(() => pids.every((pid) => !isAlive(pid)), 15_000, 'workers to exit after their primary died');
+  });
+
+  it('answers /metrics from any worker with every worker aggregated and the supervisor series', async () => {
+    const server = await cluster();
+    for (let index = 0; index < 10; index += 1) await workerInfo(server);
+    await sleep(1200); // one heartbeat
+    const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
+    expect(text).toMatch(/^cluster_workers_ready 2$/m);
+    expect(text).toMatch(/^cluster_worker_restarts_total\{reason="crash"\} 0$/m);
+    expect(text).toMatch(/^cluster_worker_resident_memory_bytes\{worker="1"\} \d+/m);
+    expect(text).toMatch(/^cluster_worker_resident_memory_bytes\{worker="2"\} \d+/m);
+    // Requests counted across both workers: at least the 10 above, whichever worker answers now.
+    const count = Number(/^http_request_duration_seconds_count\{method="GET",route="\/health\/worker",status_code="200"\} (\d+)$/m.exec(text)?.[1]);
+    expect(count).toBeGreaterThanOrEqual(10);
+  });
+
+  it('ignores reload and scaling signals at LEVEL=2 and says so', async () => {
+    const server = await cluster();
+    server.child.kill('SIGHUP');
+    await server.waitForLog((line) => line.msg === 'reload needs LEVEL=3 or 4: ignored');
+    expect((await answeringPids(server, 2)).size).toBe(2);
+  });
+});

@@ -1,0 +1,46 @@
+import { Agent, request } from 'undici';
+
+export interface LoadResult {
+  ok: number;
+  failed: number;
+  failures: string[];
+  pids: Set<number>;
+}
+
+/**
+ * Continuous keep-alive GET load from `connections` parallel clients until stopped.
+ * Every non-2xx answer and every network error counts as a failure.
+ */
+export function startLoad(url: string, connections = 8): { stop: () => Promise<LoadResult> } {
+  const agent = new Agent({ connections, keepAliveTimeout: 30_000, pipelining: 1 });
+  const result: LoadResult = { ok: 0, failed: 0, failures: [], pids: new Set() };
+  let running = true;
+  const client = async () => {
+    while (running) {
+      try {
+        const response = await request(url, { dispatcher: agent });
+        const body = await response.body.text();
+        if (response.statusCode >= 200 && response.statusCode < 300) {
+          result.ok += 1;
+          const pid = (JSON.parse(body) as { pid?: number }).pid;
+          if (pid) result.pids.add(pid);
+        } else {
+          result.failed += 1;
+          result.failures.push(`status ${response.statusCode}: ${body.slice(0, 200)}`);
+        }
+      } catch (error) {
+        result.failed += 1;
+        result.failures.push(String(error));
+      }
+    }
+  };
+  const clients = Array.from({ length: connections }, () => client());
+  return {
+    stop: async () => {
+      running = false;
+      await Promise.all(clients);
+      await agent.close();
+      return result;
+    },
+  };
+}
