@@ -49,5 +49,17 @@ format: install ## Apply Biome formatting and safe fixes
 migrate: dist/main.js ## Apply pending SQL migrations (embedded PostgreSQL when DATABASE_URL is unset)
 	node dist/migrate.js
 
+reload: ## LEVEL>=3: zero-downtime rolling reload of a server started by `make run` (SIGHUP)
+	kill -HUP $$(cat $(PID_FILE))
+
+scale-up: ## LEVEL>=3: one more worker (SIGTTIN)
+	kill -TTIN $$(cat $(PID_FILE))
+
+scale-down: ## LEVEL>=3: one worker fewer, drained gracefully (SIGTTOU)
+	kill -TTOU $$(cat $(PID_FILE))
+
+status: dist/main.js ## LEVEL>=2: workers, pids, ages, requests served, memory
+	node dist/runtime/status.js
+
 clean: ## Remove build output (keeps .data/ with the embedded database)
 	rm -rf dist

@@ -2,20 +2,32 @@
  * The one production entry: `node dist/main.js`. Reads settings, then runs the app the way
  * LEVEL asks: one process (1), a cluster (2) or a supervised cluster (3, 4). Cluster workers
  * start from this same file and become app processes.
+ *
+ * Runners are imported lazily: the primary of a cluster never loads the app's code, so a broken
+ * deploy fails in the workers (where the supervisor can keep the old ones serving), not here.
  */
 import cluster from 'node:cluster';
+import type { Logger } from 'pino';
 import { createLogger } from './logger.js';
-import { runClusterWorker } from './runtime/agent.js';
-import { runPrimary } from './runtime/primary.js';
-import { runSingle } from './runtime/single.js';
+import { WORKER_ID_ENV } from './runtime/protocol.js';
 import { loadSettingsOrExit } from './runtime/startup.js';
+import type { Settings } from './settings.js';
 
 const settings = loadSettingsOrExit();
 const logger = createLogger(settings);
 
-const run = cluster.isWorker ? runClusterWorker : settings.LEVEL === 1 ? runSingle : runPrimary;
+async function run(): Promise<void> {
+  let runner: (settings: Settings, logger: Logger) => Promise<void>;
+  // Only workers forked by our own primary carry a worker id; under another process manager
+  // (PM2 cluster mode, say) each process is simply a LEVEL=1 server.
+  if (cluster.isWorker && process.env[WORKER_ID_ENV])
+    runner = (await import('./runtime/agent.js')).runClusterWorker;
+  else if (settings.LEVEL === 1) runner = (await import('./runtime/single.js')).runSingle;
+  else runner = (await import('./runtime/primary.js')).runPrimary;
+  await runner(settings, logger);
+}
 
-run(settings, logger).catch((error: unknown) => {
+run().catch((error: unknown) => {
   logger.fatal({ err: error }, `start-up failed: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
 });

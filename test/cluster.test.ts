@@ -50,7 +50,9 @@ describe('LEVEL=2: a cluster of N workers', () => {
     const now = await answeringPids(server, 2);
     expect(now.has(victim)).toBe(false);
     expect(now.size).toBe(2);
-    expect(logsWith(server, 'worker exited').some((line) => line.signal === 'SIGKILL' && line.reason === 'crash')).toBe(true);
+    expect(
+      logsWith(server, 'worker exited').some((line) => line.signal === 'SIGKILL' && line.reason === 'crash'),
+    ).toBe(true);
   });
 
   it('SIGTERM lets slow in-flight requests complete, then exits 0', async () => {
@@ -81,7 +83,11 @@ describe('LEVEL=2: a cluster of N workers', () => {
     expect(text).toMatch(/^cluster_worker_resident_memory_bytes\{worker="1"\} \d+/m);
     expect(text).toMatch(/^cluster_worker_resident_memory_bytes\{worker="2"\} \d+/m);
     // Requests counted across both workers: at least the 10 above, whichever worker answers now.
-    const count = Number(/^http_request_duration_seconds_count\{method="GET",route="\/health\/worker",status_code="200"\} (\d+)$/m.exec(text)?.[1]);
+    const count = Number(
+      /^http_request_duration_seconds_count\{method="GET",route="\/health\/worker",status_code="200"\} (\d+)$/m.exec(
+        text,
+      )?.[1],
+    );
     expect(count).toBeGreaterThanOrEqual(10);
   });
 

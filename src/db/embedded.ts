@@ -88,6 +88,7 @@ export async function startEmbeddedPostgres(
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null || !child.connected) return resolve();
+        child.ref(); // keep this process alive until PostgreSQL has stopped
         child.once('exit', () => resolve());
         child.send({ type: 'stop' });
       }),

@@ -43,3 +43,9 @@ async function lifecyclePlugin(app: FastifyInstance): Promise<void> {
 }
 
 export default fp(lifecyclePlugin, { name: 'lifecycle' });
+
+/** Shut down: new requests get 503 + close, idle connections close, in-flight requests finish, resources close. */
+export async function closeApp(app: FastifyInstance): Promise<void> {
+  app.processState.closing = true;
+  await app.close();
+}

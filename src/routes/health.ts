@@ -58,7 +58,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ identity: ProcessIdentity
     },
     async (_request, reply) => {
       const checks = await runChecks(app.readinessChecks, READY_CHECK_TIMEOUT_MS);
-      const closing = app.processState.closing || app.processState.draining;
+      // A worker draining for a recycle still serves; only a real shutdown makes the service unready.
+      const closing = app.processState.closing;
       const allUp = Object.values(checks).every((check) => check.status === 'up');
       const status = closing ? 'shutting_down' : allUp ? 'ready' : 'not_ready';
       return reply.code(status === 'ready' ? 200 : 503).send({ status, checks });

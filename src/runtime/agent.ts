@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { buildApp } from '../app.js';
+import { closeApp } from '../plugins/lifecycle.js';
 import type { Settings } from '../settings.js';
 import { heartbeatIntervalMs } from './policy.js';
 import { isPrimaryMessage, WORKER_GENERATION_ENV, WORKER_ID_ENV, type WorkerMessage } from './protocol.js';
@@ -14,6 +15,8 @@ import { isPrimaryMessage, WORKER_GENERATION_ENV, WORKER_ID_ENV, type WorkerMess
 /** Time a draining worker keeps serving (every response closing its connection) before it stops accepting. */
 const DRAIN_SETTLE_MS = 1000;
 const METRICS_TIMEOUT_MS = 5000;
+
+const isServiceShutdown = (reason: string) => reason === 'shutdown';
 
 function send(message: WorkerMessage): void {
   if (process.connected) process.send?.(message);
@@ -57,7 +60,7 @@ function startHeartbeat(app: FastifyInstance, intervalMs: number): NodeJS.Timeou
   let lastElu = performance.eventLoopUtilization();
   // A timer on the event loop, on purpose: a blocked or stopped loop sends nothing, which is
   // exactly what the supervisor's hang detection watches for.
-  return setInterval(() => {
+  const beat = () => {
     const elu = performance.eventLoopUtilization(lastElu);
     lastElu = performance.eventLoopUtilization();
     const memory = process.memoryUsage();
@@ -68,7 +71,9 @@ function startHeartbeat(app: FastifyInstance, intervalMs: number): NodeJS.Timeou
       heapUsedBytes: memory.heapUsed,
       eventLoopUtilization: Math.round(elu.utilization * 1000) / 1000,
     });
-  }, intervalMs);
+  };
+  beat(); // the supervisor has figures from the first moment, even if the loop stalls at once
+  return setInterval(beat, intervalMs);
 }
 
 export async function runClusterWorker(settings: Settings, logger: Logger): Promise<void> {
@@ -83,18 +88,27 @@ export async function runClusterWorker(settings: Settings, logger: Logger): Prom
     metrics: { collect: clusterMetricsCollector() },
   });
   await app.listen({ host: settings.HOST, port: settings.PORT });
-  const heartbeat = startHeartbeat(app, heartbeatIntervalMs(settings.WORKER_TIMEOUT * 1000));
 
+  let heartbeat: NodeJS.Timeout | undefined;
   let draining = false;
+  /**
+   * Recycle, reload, scale-down: other workers take the traffic, so keep serving for a moment with
+   * every response closing its connection (clients reconnect elsewhere), then stop accepting.
+   * Shutdown: the whole service is stopping, so behave exactly like LEVEL=1 (503 to new requests).
+   */
   const drain = async (reason: string, deadlineMs: number) => {
     if (draining) return;
     draining = true;
     // Past the deadline the supervisor kills us anyway; exiting ourselves first keeps logs clean.
     setTimeout(() => process.exit(1), deadlineMs).unref();
     log.info({ reason }, 'worker draining');
-    app.processState.draining = true;
-    await new Promise((resolve) => setTimeout(resolve, Math.min(DRAIN_SETTLE_MS, deadlineMs / 2)));
-    await app.close();
+    if (isServiceShutdown(reason)) {
+      await closeApp(app);
+    } else {
+      app.processState.draining = true;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(DRAIN_SETTLE_MS, deadlineMs / 2)));
+      await app.close();
+    }
     clearInterval(heartbeat);
     process.exit(0);
   };
@@ -103,10 +117,11 @@ export async function runClusterWorker(settings: Settings, logger: Logger): Prom
     if (isPrimaryMessage(message) && message.type === 'drain') void drain(message.reason, message.deadlineMs);
   });
   // The primary is gone (killed, crashed): nothing holds the port any more; finish and leave.
-  process.on('disconnect', () => void drain('primary gone', settings.GRACEFUL_TIMEOUT * 1000));
+  process.on('disconnect', () => void drain('shutdown', settings.GRACEFUL_TIMEOUT * 1000));
   // The terminal's Ctrl+C reaches the whole process group; the primary coordinates the shutdown.
   process.on('SIGINT', () => {});
   process.on('SIGHUP', () => {});
-  process.on('SIGTERM', () => void drain('SIGTERM', settings.GRACEFUL_TIMEOUT * 1000));
+  process.on('SIGTERM', () => void drain('shutdown', settings.GRACEFUL_TIMEOUT * 1000));
   send({ type: 'ready' });
+  heartbeat = startHeartbeat(app, heartbeatIntervalMs(settings.WORKER_TIMEOUT * 1000));
 }

@@ -3,13 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from '../app.js';
 import { prepareDatabase } from '../db/prepare.js';
+import { closeApp } from '../plugins/lifecycle.js';
 import type { Settings } from '../settings.js';
-
-/** Stop taking new work, let in-flight requests finish, release resources. */
-export async function closeApp(app: FastifyInstance): Promise<void> {
-  app.processState.closing = true;
-  await app.close();
-}
 
 /** LEVEL=1: the app in this process, shut down gracefully on SIGTERM/SIGINT. */
 export async function runSingle(settings: Settings, logger: Logger): Promise<void> {

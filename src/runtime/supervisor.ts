@@ -67,6 +67,7 @@ export class Supervisor {
   private readonly retireQueue: Array<{ record: WorkerRecord; reason: RestartReason }> = [];
   private rolling = false;
   private shuttingDown = false;
+  private exitCode = 0;
   private everReady = false;
   private ticker: NodeJS.Timeout | undefined;
   private readonly readyWaiters = new Map<WorkerRecord, (ready: boolean) => void>();
@@ -136,7 +137,14 @@ export class Supervisor {
     const expected =
       record.retiring !== undefined && record.retiring !== 'hang' && record.retiring !== 'boot_timeout';
     this.log[expected ? 'info' : 'warn'](
-      { worker: record.slot, workerPid: record.pid, code, signal, uptimeMs, reason: record.retiring ?? 'crash' },
+      {
+        worker: record.slot,
+        workerPid: record.pid,
+        code,
+        signal,
+        uptimeMs,
+        reason: record.retiring ?? 'crash',
+      },
       'worker exited',
     );
     this.updateGauges();
@@ -246,9 +254,7 @@ export class Supervisor {
 
   /** A second signal: stop waiting. */
   forceStop(): void {
-    for (const record of this.workers.values()) record.worker.process.kill('SIGKILL');
-    this.stopTicker();
-    this.exitProcess(1);
+    this.killAll(1);
   }
 
   snapshot() {
@@ -256,7 +262,7 @@ export class Supervisor {
       desired: this.desired,
       workers: [...this.workers.values()].map((record) => ({
         worker: record.slot,
-        workerPid: record.pid,
+        pid: record.pid,
         generation: record.generation,
         state: record.state,
         ageSeconds: Math.round((Date.now() - record.startedAt) / 1000),
@@ -398,17 +404,23 @@ export class Supervisor {
   }
 
   private giveUp(): void {
+    this.killAll(1);
+  }
+
+  /** SIGKILL every worker and exit with `code` once they are all gone (none left holding the port). */
+  private killAll(code: number): void {
     this.shuttingDown = true;
+    this.exitCode = code;
+    this.retireQueue.length = 0;
     for (const record of this.workers.values()) record.worker.process.kill('SIGKILL');
-    this.stopTicker();
-    this.exitProcess(1);
+    this.finishShutdownIfDone();
   }
 
   private finishShutdownIfDone(): void {
     if (this.workers.size > 0) return;
     this.stopTicker();
     this.log.info('all workers stopped');
-    this.exitProcess(0);
+    this.exitProcess(this.exitCode);
   }
 
   private stopTicker(): void {

@@ -21,12 +21,19 @@ export async function startCluster(env: Record<string, string>, cwd = ROOT): Pro
 }
 
 export async function workerInfo(server: ServerProcess): Promise<WorkerInfo> {
-  const response = await fetch(`${server.baseUrl}/health/worker`, { headers: { connection: 'close' } });
+  const response = await fetch(`${server.baseUrl}/health/worker`, {
+    headers: { connection: 'close' },
+    signal: AbortSignal.timeout(5000),
+  });
   return (await response.json()) as WorkerInfo;
 }
 
 /** The pids answering now, found by asking until `expected` distinct ones answered (or giving up). */
-export async function answeringPids(server: ServerProcess, expected: number, attempts = 60): Promise<Set<number>> {
+export async function answeringPids(
+  server: ServerProcess,
+  expected: number,
+  attempts = 60,
+): Promise<Set<number>> {
   const pids = new Set<number>();
   for (let attempt = 0; attempt < attempts && pids.size < expected; attempt += 1) {
     pids.add((await workerInfo(server)).pid);
@@ -38,7 +45,11 @@ export function logsWith(server: ServerProcess, message: string): LogLine[] {
   return server.logs.filter((line) => line.msg === message);
 }
 
-export async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+export async function until(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await condition()) return;

@@ -12,7 +12,14 @@ export interface LoadResult {
  * Every non-2xx answer and every network error counts as a failure.
  */
 export function startLoad(url: string, connections = 8): { stop: () => Promise<LoadResult> } {
-  const agent = new Agent({ connections, keepAliveTimeout: 30_000, pipelining: 1 });
+  // Bounded timeouts: a request that never gets an answer must count as a failure, not hang the test.
+  const agent = new Agent({
+    connections,
+    keepAliveTimeout: 30_000,
+    pipelining: 1,
+    headersTimeout: 10_000,
+    bodyTimeout: 10_000,
+  });
   const result: LoadResult = { ok: 0, failed: 0, failures: [], pids: new Set() };
   let running = true;
   const client = async () => {

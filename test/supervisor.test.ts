@@ -1,0 +1,191 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { answeringPids, copyOfBuild, logsWith, startCluster, until } from './helpers/cluster.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { startLoad } from './helpers/load.js';
+import { freePort, isAlive, type ServerProcess, startProcess } from './helpers/process.js';
+
+let database: TestDatabase;
+const servers: ServerProcess[] = [];
+const cleanups: Array<() => void> = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await Promise.all(servers.map((server) => server.stop('SIGKILL')));
+  for (const cleanup of cleanups) cleanup();
+  await database?.drop();
+});
+
+async function supervised(env: Record<string, string> = {}, cwd?: string): Promise<ServerProcess> {
+  const server = await startCluster(
+    {
+      LEVEL: '3',
+      DATABASE_URL: database.url,
+      WORKER_TIMEOUT: '2',
+      WORKER_BOOT_TIMEOUT: '10',
+      MAX_WORKER_MEMORY_MB: '0',
+      ...env,
+    },
+    cwd,
+  );
+  servers.push(server);
+  return server;
+}
+
+const startedPids = (server: ServerProcess) =>
+  logsWith(server, 'worker started').map((line) => line.workerPid as number);
+const readyCount = (server: ServerProcess) => logsWith(server, 'worker ready').length;
+
+describe('LEVEL=3: hang detection', () => {
+  it('replaces a stopped (SIGSTOP) worker within WORKER_TIMEOUT + a few seconds, naming it', async () => {
+    const server = await supervised({ WORKER_TIMEOUT: '2' });
+    const [victim] = startedPids(server) as [number];
+    const stoppedAt = Date.now();
+    process.kill(victim, 'SIGSTOP');
+    const killed = await server.waitForLog(
+      (line) => line.reason === 'hang' && line.workerPid === victim,
+      10_000,
+    );
+    expect(killed.msg).toMatch(/^killing worker: no heartbeat for \d+ ms$/);
+    expect(killed.lastReport).toMatchObject({
+      requestsServed: expect.any(Number),
+      rssBytes: expect.any(Number),
+    });
+    await until(() => readyCount(server) >= 3, 10_000, 'the replacement to be ready');
+    expect(Date.now() - stoppedAt).toBeLessThan(2000 + 5000);
+    expect(isAlive(victim)).toBe(false);
+    expect((await answeringPids(server, 2)).has(victim)).toBe(false);
+  });
+
+  it('replaces a worker spinning in a synchronous loop', async () => {
+    const server = await supervised({ WORKER_TIMEOUT: '1' });
+    // About 1.7 s of synchronous hashing on one worker: longer than WORKER_TIMEOUT.
+    const spinning = fetch(`${server.baseUrl}/api/examples/hash?rounds=1000000`).catch(() => undefined);
+    const killed = await server.waitForLog((line) => line.reason === 'hang', 10_000);
+    expect(killed.msg).toMatch(/^killing worker/);
+    await spinning;
+    await until(() => readyCount(server) >= 3, 10_000, 'the replacement to be ready');
+  });
+});
+
+describe('LEVEL=3: recycling keeps capacity', () => {
+  it('recycles by MAX_REQUESTS under continuous load with zero failed requests', async () => {
+    const server = await supervised({ MAX_REQUESTS: '150', MAX_REQUESTS_JITTER: '30' });
+    const original = startedPids(server);
+    const load = startLoad(`${server.baseUrl}/health/worker`, 8);
+    const exitedPids = () => new Set(logsWith(server, 'worker exited').map((line) => line.workerPid));
+    await until(
+      () => original.every((pid) => exitedPids().has(pid)),
+      40_000,
+      'every original worker to be recycled',
+    );
+    const result = await load.stop();
+    expect(result.failures.slice(0, 5)).toEqual([]);
+    expect(result.failed).toBe(0);
+    expect(result.ok).toBeGreaterThan(450);
+    const reasons = logsWith(server, 'worker recycle scheduled').map((line) => line.reason);
+    expect(new Set(reasons)).toEqual(new Set(['max_requests']));
+    // A recycled worker had served at least its limit.
+    for (const line of logsWith(server, 'worker recycle scheduled'))
+      expect(line.requestsServed).toBeGreaterThanOrEqual(150);
+    const now = await answeringPids(server, 2);
+    expect(original.some((pid) => now.has(pid))).toBe(false);
+  });
+
+  it('recycles by memory (RSS over MAX_WORKER_MEMORY_MB)', async () => {
+    const server = await supervised({ MAX_WORKER_MEMORY_MB: '1' });
+    const line = await server.waitForLog(
+      (entry) => entry.msg === 'worker recycle scheduled' && entry.reason === 'memory',
+      10_000,
+    );
+    expect(line.worker).toBeGreaterThan(0);
+    await server.waitForLog((entry) => entry.msg === 'worker exited' && entry.reason === 'memory', 15_000);
+    expect((await fetch(`${server.baseUrl}/health/ready`)).status).toBe(200);
+  });
+});
+
+describe('LEVEL=3: rolling reload on SIGHUP', () => {
+  it('replaces every worker under continuous load with zero failed requests', async () => {
+    const server = await supervised({ WORKERS: '2' });
+    const original = startedPids(server);
+    const load = startLoad(`${server.baseUrl}/health/worker`, 8);
+    await sleep(500);
+    server.child.kill('SIGHUP');
+    await server.waitForLog((line) => line.msg === 'reload finished: every worker replaced', 30_000);
+    await until(() => logsWith(server, 'worker exited').length >= 2, 10_000, 'old workers to exit');
+    await sleep(300);
+    const result = await load.stop();
+    expect(result.failures.slice(0, 5)).toEqual([]);
+    expect(result.failed).toBe(0);
+    const now = await answeringPids(server, 2);
+    expect(now.size).toBe(2);
+    for (const pid of original) {
+      expect(now.has(pid)).toBe(false);
+      expect(isAlive(pid)).toBe(false);
+    }
+    const reloads = await (await fetch(`${server.baseUrl}/metrics`)).text();
+    expect(reloads).toMatch(/^cluster_reloads_total\{result="succeeded"\} 1$/m);
+  });
+
+  it('keeps the old workers serving when the new code cannot start', async () => {
+    const build = copyOfBuild();
+    cleanups.push(build.remove);
+    const server = await supervised({ WORKER_BOOT_TIMEOUT: '5' }, build.dir);
+    const original = startedPids(server);
+    writeFileSync(join(build.dir, 'dist/app.js'), "throw new Error('bad deploy: app fails at import');\n");
+    const load = startLoad(`${server.baseUrl}/health/worker`, 4);
+    server.child.kill('SIGHUP');
+    const aborted = await server.waitForLog((line) => /^reload aborted/.test(line.msg ?? ''), 20_000);
+    expect(aborted.reason).toBe('reload');
+    await sleep(500);
+    const result = await load.stop();
+    expect(result.failed).toBe(0);
+    const now = await answeringPids(server, 2);
+    expect([...now].sort()).toEqual([...original].sort());
+  });
+});
+
+describe('LEVEL=3: runtime scaling and crash loops', () => {
+  it('SIGTTIN adds a worker and SIGTTOU removes one gracefully', async () => {
+    const server = await supervised({ WORKERS: '2' });
+    server.child.kill('SIGTTIN');
+    await until(() => readyCount(server) >= 3, 15_000, 'a third worker');
+    expect((await answeringPids(server, 3)).size).toBe(3);
+    server.child.kill('SIGTTOU');
+    await until(() => logsWith(server, 'worker exited').length >= 1, 15_000, 'one worker to drain');
+    // Identical signals sent back to back may be merged by the kernel: send the second one later.
+    server.child.kill('SIGTTOU');
+    await until(() => logsWith(server, 'worker exited').length >= 2, 15_000, 'two workers to drain');
+    const exited = logsWith(server, 'worker exited');
+    expect(exited.every((line) => line.reason === 'scale' && line.code === 0)).toBe(true);
+    await sleep(300);
+    expect((await answeringPids(server, 2, 20)).size).toBe(1);
+  });
+
+  it('gives up with a non-zero exit when workers cannot boot at all', async () => {
+    const build = copyOfBuild();
+    cleanups.push(build.remove);
+    writeFileSync(join(build.dir, 'dist/app.js'), "throw new Error('broken at start-up');\n");
+    const server = startProcess(
+      { LEVEL: '3', WORKERS: '2', DATABASE_URL: database.url, PORT: String(await freePort()) },
+      'dist/main.js',
+      build.dir,
+    );
+    servers.push(server);
+    const startedAt = Date.now();
+    const exit = await server.exited;
+    expect(exit.code).toBe(1);
+    expect(Date.now() - startedAt).toBeLessThan(30_000);
+    expect(
+      logsWith(
+        server,
+        'workers cannot boot: giving up so the platform sees the failure (check the worker logs above)',
+      ),
+    ).toHaveLength(1);
+    for (const pid of startedPids(server)) expect(isAlive(pid)).toBe(false);
+  });
+});
