@@ -10,7 +10,7 @@ export PID_FILE
 
 SOURCES := $(shell find src -name '*.ts') tsconfig.json
 
-.PHONY: help install build run dev test lint typecheck format migrate clean reload scale-up scale-down status
+.PHONY: help install build run dev test lint typecheck format migrate clean reload scale-up scale-down status bench
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,9 @@ scale-down: ## LEVEL>=3: one worker fewer, drained gracefully (SIGTTOU)
 
 status: dist/main.js ## LEVEL>=2: workers, pids, ages, requests served, memory
 	node dist/runtime/status.js
+
+bench: install ## LEVEL 1 vs 2 vs 3 vs PM2 on the CPU-bound route, and reloads under load, as ratios
+	npx tsx scripts/bench.ts
 
 clean: ## Remove build output (keeps .data/ with the embedded database)
 	rm -rf dist

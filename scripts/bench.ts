@@ -103,6 +103,20 @@ async function workerRss(base: string, expected: number): Promise<number[]> {
   return [...byPid.values()];
 }
 
+/**
+ * Every row runs the same production settings. Load shedding is off so that every row measures
+ * capacity: a shed request is a fast 503 that wrk would count as throughput.
+ */
+function commonEnv(databaseUrl: string): Record<string, string> {
+  return {
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'warn',
+    PORT: String(port),
+    DATABASE_URL: databaseUrl,
+    LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
+  };
+}
+
 interface Row {
   name: string;
   figures: LoadFigures;

@@ -149,6 +149,19 @@ describe('LEVEL=3: rolling reload on SIGHUP', () => {
   });
 });
 
+describe('LEVEL=3: shutdown in the middle of an operation', () => {
+  it('SIGTERM during a rolling reload stops every worker, booting ones included, and exits 0', async () => {
+    const server = await supervised({ WORKERS: '2', GRACEFUL_TIMEOUT: '5' });
+    server.child.kill('SIGHUP');
+    await server.waitForLog((line) => line.msg === 'worker started' && line.generation === 2);
+    server.child.kill('SIGTERM');
+    const startedAt = Date.now();
+    expect(await server.exited).toEqual({ code: 0, signal: null });
+    expect(Date.now() - startedAt).toBeLessThan(8000);
+    await until(() => startedPids(server).every((pid) => !isAlive(pid)), 3000, 'every worker to be gone');
+  });
+});
+
 describe('LEVEL=3: runtime scaling and crash loops', () => {
   it('SIGTTIN adds a worker and SIGTTOU removes one gracefully', async () => {
     const server = await supervised({ WORKERS: '2' });

@@ -82,6 +82,20 @@ export async function runClusterWorker(settings: Settings, logger: Logger): Prom
     generation: Number(process.env[WORKER_GENERATION_ENV] ?? 0),
   };
   const log = logger.child({ worker: identity.workerId });
+  // A drain can arrive while the app is still booting (shutdown, scale-down): remember it.
+  let drainRequest: { reason: string; deadlineMs: number } | undefined;
+  let onDrain = (reason: string, deadlineMs: number) => {
+    drainRequest = { reason, deadlineMs };
+  };
+  process.on('message', (message: unknown) => {
+    if (isPrimaryMessage(message) && message.type === 'drain') onDrain(message.reason, message.deadlineMs);
+  });
+  process.on('disconnect', () => onDrain('shutdown', settings.GRACEFUL_TIMEOUT * 1000));
+  // The terminal's Ctrl+C reaches the whole process group; the primary coordinates the shutdown.
+  process.on('SIGINT', () => {});
+  process.on('SIGHUP', () => {});
+  process.on('SIGTERM', () => onDrain('shutdown', settings.GRACEFUL_TIMEOUT * 1000));
+
   const app = await buildApp(settings, {
     logger: log,
     identity,
@@ -113,15 +127,9 @@ export async function runClusterWorker(settings: Settings, logger: Logger): Prom
     process.exit(0);
   };
 
-  process.on('message', (message: unknown) => {
-    if (isPrimaryMessage(message) && message.type === 'drain') void drain(message.reason, message.deadlineMs);
-  });
-  // The primary is gone (killed, crashed): nothing holds the port any more; finish and leave.
-  process.on('disconnect', () => void drain('shutdown', settings.GRACEFUL_TIMEOUT * 1000));
-  // The terminal's Ctrl+C reaches the whole process group; the primary coordinates the shutdown.
-  process.on('SIGINT', () => {});
-  process.on('SIGHUP', () => {});
-  process.on('SIGTERM', () => void drain('shutdown', settings.GRACEFUL_TIMEOUT * 1000));
+  // From now on a drain request (or the primary going away: nothing holds the port any more) drains at once.
+  onDrain = (reason, deadlineMs) => void drain(reason, deadlineMs);
+  if (drainRequest) return void drain(drainRequest.reason, drainRequest.deadlineMs);
   send({ type: 'ready' });
   heartbeat = startHeartbeat(app, heartbeatIntervalMs(settings.WORKER_TIMEOUT * 1000));
 }

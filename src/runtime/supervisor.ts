@@ -97,6 +97,11 @@ export class Supervisor {
   }
 
   private onReady(record: WorkerRecord): void {
+    if (record.state === 'draining') {
+      // Told to drain while it was booting (shutdown, scale-down): its agent listens now, so say it again.
+      this.sendDrain(record);
+      return;
+    }
     record.state = 'ready';
     record.readyAt = Date.now();
     record.lastHeartbeatAt = record.readyAt;
@@ -370,10 +375,15 @@ export class Supervisor {
       { worker: record.slot, workerPid: record.pid, reason, requestsServed: record.report?.requestsServed },
       'worker draining',
     );
+    this.sendDrain(record);
+    this.updateGauges();
+  }
+
+  private sendDrain(record: WorkerRecord): void {
+    const reason = record.retiring ?? 'shutdown';
     const message: PrimaryMessage = { type: 'drain', reason, deadlineMs: this.options.gracefulTimeoutMs };
     if (record.worker.isConnected()) record.worker.send(message);
     else record.worker.process.kill('SIGTERM');
-    this.updateGauges();
   }
 
   /** Hung or never ready: SIGABRT first (a core dump and a signal line in the exit log), then SIGKILL. */
