@@ -128,14 +128,7 @@ async function benchOurs(name: string, env: Record<string, string>, databaseUrl:
   const started = Date.now();
   const child = spawn(process.execPath, ['dist/main.js'], {
     cwd: root,
-    env: {
-      ...process.env,
-      NODE_ENV: 'production',
-      LOG_LEVEL: 'warn',
-      PORT: String(port),
-      DATABASE_URL: databaseUrl,
-      ...env,
-    },
+    env: { ...process.env, ...commonEnv(databaseUrl), ...env },
     stdio: 'ignore',
   });
   const base = `http://127.0.0.1:${port}`;
@@ -159,13 +152,7 @@ function pm2(home: string, args: string[], env: Record<string, string> = {}): st
 
 async function benchPm2(databaseUrl: string): Promise<{ row: Row; reload: LoadFigures }> {
   const home = mkdtempSync(join(tmpdir(), 'pm2-bench-'));
-  const env = {
-    NODE_ENV: 'production',
-    LOG_LEVEL: 'warn',
-    PORT: String(port),
-    DATABASE_URL: databaseUrl,
-    LEVEL: '1',
-  };
+  const env = { ...commonEnv(databaseUrl), LEVEL: '1' };
   const started = Date.now();
   try {
     pm2(
@@ -196,15 +183,7 @@ async function benchPm2(databaseUrl: string): Promise<{ row: Row; reload: LoadFi
 async function reloadOurs(databaseUrl: string): Promise<LoadFigures> {
   const child = spawn(process.execPath, ['dist/main.js'], {
     cwd: root,
-    env: {
-      ...process.env,
-      NODE_ENV: 'production',
-      LOG_LEVEL: 'warn',
-      PORT: String(port),
-      DATABASE_URL: databaseUrl,
-      LEVEL: '3',
-      WORKERS: String(workers),
-    },
+    env: { ...process.env, ...commonEnv(databaseUrl), LEVEL: '3', WORKERS: String(workers) },
     stdio: 'ignore',
   });
   const base = `http://127.0.0.1:${port}`;
