@@ -11,9 +11,11 @@ import metricsPlugin, { type MetricsOptions } from './plugins/metrics.js';
 import { ProblemSchema } from './plugins/problem.js';
 import readinessPlugin from './plugins/readiness.js';
 import securityPlugin from './plugins/security.js';
+import tasksPlugin from './plugins/tasks.js';
 import { exampleRoutes } from './routes/examples.js';
 import { healthRoutes, type ProcessIdentity } from './routes/health.js';
 import { itemRoutes } from './routes/items.js';
+import { taskRoutes } from './routes/tasks.js';
 import type { Settings } from './settings.js';
 
 export interface AppOptions {
@@ -61,10 +63,12 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   await app.register(metricsPlugin, options.metrics ?? {});
   await app.register(readinessPlugin);
   await app.register(dbPlugin, settings);
+  await app.register(tasksPlugin, settings);
 
   await app.register(healthRoutes, { identity: options.identity ?? { workerId: 0, generation: 0 } });
   await app.register(itemRoutes);
   await app.register(exampleRoutes);
+  await app.register(taskRoutes);
   await app.ready();
   return app as unknown as FastifyInstance;
 }

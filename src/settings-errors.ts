@@ -17,6 +17,7 @@ interface PropertySchema {
 }
 
 const SECRET_NAMES = /(PASSWORD|SECRET|TOKEN|_URL)$/;
+const HIDDEN_NAMES = /(PASSWORD|SECRET|TOKEN)$/;
 
 /** Replace the password of a URL with ***; anything unparseable is masked whole. */
 export function redactUrl(value: string): string {
@@ -31,6 +32,7 @@ export function redactUrl(value: string): string {
 
 export function displayValue(name: string, value: string | undefined): string {
   if (value === undefined) return 'unset';
+  if (HIDDEN_NAMES.test(name)) return '(hidden)';
   const shown = SECRET_NAMES.test(name) ? redactUrl(value) : value;
   return JSON.stringify(shown);
 }

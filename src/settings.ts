@@ -142,6 +142,95 @@ export const settingsSchema = Type.Object({
     description: 'LEVEL 3: recycle a worker whose RSS exceeds this (MB, 0 = off; preset 1024 at LEVEL>=3)',
   }),
   PID_FILE: Type.String({ default: '', description: 'LEVEL>=2: write the primary pid here (empty = none)' }),
+  REDIS_URL: Type.Optional(
+    Type.String({
+      description:
+        'Redis for background tasks (redis://[:password@]host:6379/0); unset outside production = redis://127.0.0.1:6379',
+    }),
+  ),
+  ENABLE_BACKGROUND_TASKS: Type.Boolean({
+    default: false,
+    description: 'Task API and queues on Redis (BullMQ); preset true at LEVEL=4',
+  }),
+  TASK_WORKERS: Type.Integer({
+    minimum: 0,
+    maximum: 64,
+    default: 1,
+    description:
+      'LEVEL=4: task-worker processes the primary runs beside the HTTP workers (0 = run them elsewhere)',
+  }),
+  TASK_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: 10,
+    description: 'I/O jobs at once per task-worker process (queue "default")',
+  }),
+  TASK_CPU_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 64,
+    default: 1,
+    description: 'CPU-heavy jobs at once per task-worker process, each in a worker thread (queue "cpu")',
+  }),
+  TASK_SHUTDOWN_TIMEOUT: Type.Number({
+    exclusiveMinimum: 0,
+    default: 30,
+    description:
+      'Seconds a task worker waits for active jobs on shutdown before abandoning them (they are retried)',
+  }),
+  TASK_LOCK_DURATION: Type.Number({
+    minimum: 1,
+    default: 30,
+    description: 'Seconds a job lock lasts; a job whose worker died is retried about this long after',
+  }),
+  TASK_KEEP_COMPLETED_AGE: Type.Integer({
+    minimum: 0,
+    default: 86400,
+    description: 'Keep completed jobs this many seconds',
+  }),
+  TASK_KEEP_COMPLETED_COUNT: Type.Integer({
+    minimum: 0,
+    default: 1000,
+    description: 'Keep at most this many completed jobs per queue',
+  }),
+  TASK_KEEP_FAILED_AGE: Type.Integer({
+    minimum: 0,
+    default: 604800,
+    description: 'Keep failed jobs this many seconds',
+  }),
+  TASK_KEEP_FAILED_COUNT: Type.Integer({
+    minimum: 0,
+    default: 5000,
+    description: 'Keep at most this many failed jobs per queue',
+  }),
+  TASK_EVENTS_MAX_LEN: Type.Integer({
+    minimum: 100,
+    default: 10000,
+    description: 'Cap of each queue event stream in Redis',
+  }),
+  QUEUE_PREFIX: Type.String({
+    minLength: 1,
+    pattern: '^[A-Za-z0-9_{}.-]+$',
+    default: 'bull',
+    description: 'BullMQ key prefix; use a hash tag such as {bull} on Redis Cluster',
+  }),
+  TASK_WORKER_HEALTH_PORT: Type.Integer({
+    minimum: 0,
+    maximum: 65535,
+    default: 3001,
+    description: 'Task worker liveness and metrics port (GET /health/live, /metrics; 0 = off)',
+  }),
+  BULL_BOARD_USER: Type.String({
+    default: '',
+    description: 'bull-board dashboard (/admin/queues) basic-auth user; empty = dashboard off',
+  }),
+  BULL_BOARD_PASSWORD: Type.String({
+    default: '',
+    description: 'bull-board dashboard basic-auth password (at least 12 characters in production)',
+  }),
+  BULL_BOARD_READ_ONLY: Type.Boolean({
+    default: false,
+    description: 'bull-board without retry, promote or remove buttons',
+  }),
 });
 
 export type Settings = Static<typeof settingsSchema>;
@@ -152,11 +241,20 @@ export const levelPresets: Record<number, Partial<Record<SettingName, string>>> 
   1: {},
   2: {},
   3: { MAX_REQUESTS: '10000', MAX_REQUESTS_JITTER: '1000', MAX_WORKER_MEMORY_MB: '1024' },
-  4: { MAX_REQUESTS: '10000', MAX_REQUESTS_JITTER: '1000', MAX_WORKER_MEMORY_MB: '1024' },
+  4: {
+    MAX_REQUESTS: '10000',
+    MAX_REQUESTS_JITTER: '1000',
+    MAX_WORKER_MEMORY_MB: '1024',
+    ENABLE_BACKGROUND_TASKS: 'true',
+  },
 };
 
 /** Variables whose values must never appear in logs or error messages. */
-export const secretSettings: ReadonlySet<string> = new Set(['DATABASE_URL']);
+export const secretSettings: ReadonlySet<string> = new Set([
+  'DATABASE_URL',
+  'REDIS_URL',
+  'BULL_BOARD_PASSWORD',
+]);
 
 export class SettingsError extends Error {
   constructor(readonly problems: SettingProblem[]) {
@@ -257,6 +355,7 @@ function checkSemantics(settings: Settings): SettingProblem[] {
       expected: 'a comma-separated list of origins such as https://app.example.com',
     });
   }
+  problems.push(...checkBackgroundTasks(settings, production));
   if (settings.MAX_REQUESTS === 0 && settings.MAX_REQUESTS_JITTER > 0) {
     problems.push({
       name: 'MAX_REQUESTS_JITTER',
@@ -280,4 +379,55 @@ function checkPostgresUrl(value: string): string | undefined {
   }
   if (!url.hostname && !url.searchParams.get('host')) return 'names no host';
   return undefined;
+}
+
+export const DEVELOPMENT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+function checkBackgroundTasks(settings: Settings, production: boolean): SettingProblem[] {
+  const problems: SettingProblem[] = [];
+  const expectedRedis = 'redis://[:password@]host:6379[/db] or rediss://...';
+  if (settings.REDIS_URL !== undefined) {
+    let protocol = '';
+    try {
+      protocol = new URL(settings.REDIS_URL).protocol;
+    } catch {}
+    if (protocol !== 'redis:' && protocol !== 'rediss:') {
+      problems.push({
+        name: 'REDIS_URL',
+        value: settings.REDIS_URL,
+        problem: 'is not a redis:// URL',
+        expected: expectedRedis,
+      });
+    }
+  } else if (production && settings.ENABLE_BACKGROUND_TASKS) {
+    problems.push({
+      name: 'REDIS_URL',
+      value: undefined,
+      problem: 'is not set, and background tasks are on in production',
+      expected: expectedRedis,
+    });
+  }
+  const user = settings.BULL_BOARD_USER;
+  const password = settings.BULL_BOARD_PASSWORD;
+  if ((user === '') !== (password === '')) {
+    problems.push({
+      name: user ? 'BULL_BOARD_PASSWORD' : 'BULL_BOARD_USER',
+      value: undefined,
+      problem: 'is empty while the other dashboard credential is set',
+      expected: 'both BULL_BOARD_USER and BULL_BOARD_PASSWORD, or neither (dashboard off)',
+    });
+  } else if (production && password !== '' && password.length < 12) {
+    problems.push({
+      name: 'BULL_BOARD_PASSWORD',
+      value: password,
+      problem: 'is shorter than 12 characters, which NODE_ENV=production refuses',
+      expected: 'a password of 12 or more characters',
+    });
+  }
+  return problems;
+}
+
+/** The Redis the task system uses: REDIS_URL, or the local development Redis outside production. */
+export function redisUrlOf(settings: Settings): string {
+  return settings.REDIS_URL ?? DEVELOPMENT_REDIS_URL;
 }

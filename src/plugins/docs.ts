@@ -20,6 +20,7 @@ async function docsPlugin(
         { name: 'health', description: 'Liveness, readiness and per-process figures' },
         { name: 'items', description: 'The example resource, stored in PostgreSQL' },
         { name: 'examples', description: 'Routes that show what more processes buy' },
+        { name: 'tasks', description: 'Background tasks on BullMQ (ENABLE_BACKGROUND_TASKS, LEVEL=4)' },
       ],
     },
   });

@@ -42,6 +42,8 @@ export function toProblem(error: FastifyError, production: boolean): Problem {
     return problem(400, `Invalid ${error.validationContext ?? 'request'}: ${summary}`, { errors });
   }
   if (isDatabaseUnavailable(error)) return problem(503, 'The database is unavailable; retry shortly');
+  if (error.code === 'REDIS_UNAVAILABLE')
+    return problem(503, 'The task queue (Redis) is unavailable; retry shortly');
   const status = CLIENT_ERROR_STATUS[error.code] ?? error.statusCode ?? 500;
   if (status >= 400 && status < 500) {
     const detail =

@@ -6,11 +6,17 @@ import { problemRef } from '../plugins/problem.js';
 
 export const MAX_HASH_ROUNDS = 1_000_000;
 
-/** N chained SHA-256 rounds: deliberately CPU-bound work on the request thread. */
-export function chainedSha256(rounds: number, seed = 'node-levels-starter'): string {
-  let digest: Buffer = Buffer.from(seed);
+export const HASH_SEED = Buffer.from('node-levels-starter');
+
+/** N chained SHA-256 rounds from `start`: deliberately CPU-bound work. Chains compose: (a then b) = a + b. */
+export function sha256Chain(rounds: number, start: Buffer = HASH_SEED): Buffer {
+  let digest = start;
   for (let round = 0; round < rounds; round += 1) digest = createHash('sha256').update(digest).digest();
-  return digest.toString('hex');
+  return digest;
+}
+
+export function chainedSha256(rounds: number): string {
+  return sha256Chain(rounds).toString('hex');
 }
 
 export const MAX_SLEEP_MS = 30_000;

@@ -1,0 +1,60 @@
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import client from 'prom-client';
+import { redisUrlOf, type Settings } from '../settings.js';
+import { createProducerConnection } from '../tasks/connection.js';
+import { retentionOf, TaskService } from '../tasks/service.js';
+import { addReadinessCheck } from './readiness.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Undefined when ENABLE_BACKGROUND_TASKS is off. */
+    tasks: TaskService | undefined;
+  }
+}
+
+let depthRegistered = false;
+
+/** Queue depth by state, read from Redis at scrape time (every HTTP worker reports the same: max, not sum). */
+function registerQueueDepth(service: () => TaskService | undefined): void {
+  if (depthRegistered) return;
+  depthRegistered = true;
+  new client.Gauge({
+    name: 'task_queue_jobs',
+    help: 'Jobs in each queue by state',
+    labelNames: ['queue', 'state'] as const,
+    aggregator: 'max',
+    async collect() {
+      const counts = await service()
+        ?.counts()
+        .catch(() => undefined);
+      this.reset();
+      for (const [queue, byState] of Object.entries(counts ?? {})) {
+        for (const [state, count] of Object.entries(byState)) this.set({ queue, state }, count);
+      }
+    },
+  });
+}
+
+let current: TaskService | undefined;
+
+async function tasksPlugin(app: FastifyInstance, settings: Settings): Promise<void> {
+  if (!settings.ENABLE_BACKGROUND_TASKS) {
+    app.decorate('tasks', undefined);
+    return;
+  }
+  const connection = createProducerConnection(redisUrlOf(settings));
+  // Errors surface per request (503); the connection retries in the background and must not crash us.
+  connection.on('error', (error) => app.log.debug({ err: error.message }, 'Redis connection error'));
+  const service = new TaskService(connection, settings.QUEUE_PREFIX, retentionOf(settings));
+  app.decorate('tasks', service);
+  current = service;
+  registerQueueDepth(() => current);
+  addReadinessCheck(app, 'redis', () => service.ping());
+  app.addHook('onClose', async () => {
+    await service.close();
+    connection.disconnect();
+  });
+}
+
+export default fp(tasksPlugin, { name: 'tasks', dependencies: ['readiness'] });

@@ -1,0 +1,93 @@
+/**
+ * The worker end of the supervisor protocol, shared by HTTP workers (agent.ts) and task workers
+ * (worker.ts): drain requests (remembered if they arrive while booting), `ready`, and a heartbeat
+ * sent from the event loop so that a blocked or stopped process goes silent.
+ */
+import { performance } from 'node:perf_hooks';
+import { heartbeatIntervalMs } from './policy.js';
+import { isPrimaryMessage, WORKER_GENERATION_ENV, WORKER_ID_ENV, type WorkerMessage } from './protocol.js';
+
+export type DrainHandler = (reason: string, deadlineMs: number) => Promise<void>;
+
+export interface SupervisorLink {
+  /** Tell the supervisor we serve, start the heartbeat, and route drain requests to `onDrain`. */
+  ready(onDrain: DrainHandler): void;
+}
+
+export function sendToPrimary(message: WorkerMessage): void {
+  if (process.connected) process.send?.(message);
+}
+
+/** True in a process forked by our own primary (not under another process manager). */
+export function isSupervisedWorker(): boolean {
+  return Boolean(process.env[WORKER_ID_ENV]) && typeof process.send === 'function';
+}
+
+export function workerIdentity(): { workerId: number; generation: number } {
+  return {
+    workerId: Number(process.env[WORKER_ID_ENV] ?? 0),
+    generation: Number(process.env[WORKER_GENERATION_ENV] ?? 0),
+  };
+}
+
+export function linkToSupervisor(options: {
+  workerTimeoutMs: number;
+  gracefulTimeoutMs: number;
+  served: () => number;
+}): SupervisorLink {
+  let pending: { reason: string; deadlineMs: number } | undefined;
+  let handler: DrainHandler | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let draining = false;
+  const requestDrain = (reason: string, deadlineMs: number) => {
+    if (!handler) {
+      pending = { reason, deadlineMs };
+      return;
+    }
+    if (draining) return;
+    draining = true;
+    // Past the deadline the supervisor kills us anyway; exiting ourselves first keeps logs clean.
+    setTimeout(() => process.exit(1), deadlineMs).unref();
+    void handler(reason, deadlineMs).then(() => {
+      clearInterval(heartbeat);
+      process.exit(0);
+    });
+  };
+  process.on('message', (message: unknown) => {
+    if (isPrimaryMessage(message) && message.type === 'drain')
+      requestDrain(message.reason, message.deadlineMs);
+  });
+  // The primary is gone (killed, crashed): nothing holds the port any more; finish and leave.
+  process.on('disconnect', () => requestDrain('shutdown', options.gracefulTimeoutMs));
+  // The terminal's Ctrl+C reaches the whole process group; the primary coordinates the shutdown.
+  process.on('SIGINT', () => {});
+  process.on('SIGHUP', () => {});
+  process.on('SIGTERM', () => requestDrain('shutdown', options.gracefulTimeoutMs));
+
+  return {
+    ready(onDrain) {
+      handler = onDrain;
+      if (pending) return requestDrain(pending.reason, pending.deadlineMs);
+      sendToPrimary({ type: 'ready' });
+      heartbeat = startHeartbeat(options.served, heartbeatIntervalMs(options.workerTimeoutMs));
+    },
+  };
+}
+
+function startHeartbeat(served: () => number, intervalMs: number): NodeJS.Timeout {
+  let lastElu = performance.eventLoopUtilization();
+  const beat = () => {
+    const elu = performance.eventLoopUtilization(lastElu);
+    lastElu = performance.eventLoopUtilization();
+    const memory = process.memoryUsage();
+    sendToPrimary({
+      type: 'heartbeat',
+      requestsServed: served(),
+      rssBytes: memory.rss,
+      heapUsedBytes: memory.heapUsed,
+      eventLoopUtilization: Math.round(elu.utilization * 1000) / 1000,
+    });
+  };
+  beat(); // the supervisor has figures from the first moment, even if the loop stalls at once
+  return setInterval(beat, intervalMs);
+}

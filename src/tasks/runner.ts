@@ -1,0 +1,173 @@
+/**
+ * The BullMQ side of a task-worker process: one Worker per queue, job schedulers, cancellation
+ * through Redis pub/sub, metrics, and a shutdown bounded by TASK_SHUTDOWN_TIMEOUT.
+ */
+import { fileURLToPath } from 'node:url';
+import { type Job, Queue, Worker } from 'bullmq';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import client from 'prom-client';
+import { redisUrlOf, type Settings } from '../settings.js';
+import { createWorkerConnection } from './connection.js';
+import { TASKS } from './definitions/index.js';
+import { runJob } from './processor.js';
+import type { QueueName } from './queues.js';
+import { type CancelMessage, cancelChannel, jobOptionsFor, retentionOf } from './service.js';
+
+const sandboxFile = fileURLToPath(
+  new URL(`./sandbox${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),
+);
+
+const labels = ['queue', 'task'] as const;
+const completed = new client.Counter({
+  name: 'task_jobs_completed_total',
+  help: 'Jobs completed',
+  labelNames: labels,
+});
+const failed = new client.Counter({
+  name: 'task_jobs_failed_total',
+  help: 'Jobs failed for good',
+  labelNames: labels,
+});
+const retried = new client.Counter({
+  name: 'task_jobs_retried_total',
+  help: 'Attempts failed and retried',
+  labelNames: labels,
+});
+const duration = new client.Histogram({
+  name: 'task_job_duration_seconds',
+  help: 'Job run time, start of the last attempt to finish',
+  labelNames: labels,
+  buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
+});
+
+export interface TaskWorkers {
+  workers: ReadonlyMap<QueueName, Worker>;
+  jobsProcessed(): number;
+  /** Running and connected: false when this process can no longer take jobs. */
+  isHealthy(): boolean;
+  /** Stop taking jobs; wait for active ones up to the timeout, then abandon them (they are retried). */
+  close(timeoutMs: number): Promise<void>;
+}
+
+export async function startTaskWorkers(
+  settings: Settings,
+  log: Logger,
+  databaseUrl: string,
+  db: () => pg.Pool,
+): Promise<TaskWorkers> {
+  // Worker threads (the cpu queue) read it from their environment.
+  process.env.DATABASE_URL = databaseUrl;
+  const redisUrl = redisUrlOf(settings);
+  const connection = createWorkerConnection(redisUrl);
+  connection.on('error', (error) =>
+    log.warn({ err: error.message }, 'Redis connection error (reconnecting)'),
+  );
+  const lock = {
+    lockDuration: settings.TASK_LOCK_DURATION * 1000,
+    stalledInterval: settings.TASK_LOCK_DURATION * 1000,
+    maxStalledCount: 1,
+  };
+  const common = { connection, prefix: settings.QUEUE_PREFIX, ...lock };
+  const workers = new Map<QueueName, Worker>([
+    [
+      'default',
+      new Worker('default', (job, _token, signal) => runJob(job, signal, { log, db }), {
+        ...common,
+        concurrency: settings.TASK_CONCURRENCY,
+      }),
+    ],
+    // CPU-heavy handlers run in worker threads; the thread gets DATABASE_URL from the environment.
+    [
+      'cpu',
+      new Worker('cpu', sandboxFile, {
+        ...common,
+        concurrency: settings.TASK_CPU_CONCURRENCY,
+        useWorkerThreads: true,
+      }),
+    ],
+  ]);
+  let processed = 0;
+  for (const [queue, worker] of workers) {
+    worker.on('error', (error) => log.warn({ queue, err: error.message }, 'task worker error'));
+    worker.on('completed', (job: Job) => {
+      processed += 1;
+      completed.inc({ queue, task: job.name });
+      observeDuration(queue, job);
+    });
+    worker.on('failed', (job: Job | undefined, error: Error) => {
+      processed += 1;
+      if (!job) return;
+      const willRetry = job.attemptsMade < (job.opts.attempts ?? 1) && error.name !== 'UnrecoverableError';
+      (willRetry ? retried : failed).inc({ queue, task: job.name });
+      if (!willRetry) observeDuration(queue, job);
+      log[willRetry ? 'info' : 'warn'](
+        { queue, task: job.name, jobId: job.id, attempt: job.attemptsMade, err: error.message },
+        willRetry ? 'job attempt failed; retrying' : 'job failed',
+      );
+    });
+  }
+
+  // Recurring tasks: upserting a scheduler is idempotent, so every worker process may do it.
+  const schedulerQueues = new Map<QueueName, Queue>();
+  for (const task of TASKS.filter((definition) => definition.schedule)) {
+    const queue =
+      schedulerQueues.get(task.queue) ?? new Queue(task.queue, { connection, prefix: settings.QUEUE_PREFIX });
+    schedulerQueues.set(task.queue, queue);
+    const schedule = task.schedule as { pattern: string; payload: unknown };
+    await queue.upsertJobScheduler(
+      task.name,
+      { pattern: schedule.pattern },
+      {
+        name: task.name,
+        data: schedule.payload,
+        opts: jobOptionsFor(task, retentionOf(settings)),
+      },
+    );
+  }
+
+  // Cancellation: only the process running a job can abort it, so every worker listens.
+  const subscriber = connection.duplicate();
+  subscriber.on('error', () => {});
+  await subscriber.subscribe(cancelChannel(settings.QUEUE_PREFIX));
+  subscriber.on('message', (_channel, text) => {
+    try {
+      const message = JSON.parse(text) as CancelMessage;
+      if (workers.get(message.queue)?.cancelJob(message.jobId, 'cancelled through the API')) {
+        log.info({ queue: message.queue, jobId: message.jobId }, 'job cancelled');
+      }
+    } catch {
+      log.warn({ text }, 'ignored a malformed cancel message');
+    }
+  });
+
+  let closing = false;
+  return {
+    workers,
+    jobsProcessed: () => processed,
+    isHealthy: () =>
+      !closing &&
+      connection.status === 'ready' &&
+      [...workers.values()].every((worker) => worker.isRunning()),
+    async close(timeoutMs) {
+      closing = true;
+      const graceful = Promise.all([...workers.values()].map((worker) => worker.close()));
+      const timedOut = await Promise.race([
+        graceful.then(() => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), timeoutMs).unref()),
+      ]);
+      if (timedOut) {
+        log.warn({ timeoutMs }, 'task shutdown timeout: abandoning active jobs (they will be retried)');
+        await Promise.all([...workers.values()].map((worker) => worker.close(true)));
+      }
+      await Promise.all([...schedulerQueues.values()].map((queue) => queue.close()));
+      subscriber.disconnect();
+      connection.disconnect();
+    },
+  };
+}
+
+function observeDuration(queue: QueueName, job: Job): void {
+  if (job.processedOn && job.finishedOn)
+    duration.observe({ queue, task: job.name }, (job.finishedOn - job.processedOn) / 1000);
+}

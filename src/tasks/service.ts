@@ -1,0 +1,233 @@
+import { createHash } from 'node:crypto';
+import { type Job, type JobsOptions, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Settings } from '../settings.js';
+import { withRedis } from './connection.js';
+import { tasksByName } from './definitions/index.js';
+import { QUEUE_NAMES, type QueueName } from './queues.js';
+import type { TaskDefinition } from './registry.js';
+
+export type TaskState = 'waiting' | 'delayed' | 'active' | 'completed' | 'failed' | 'cancelled';
+
+export interface TaskStatus {
+  id: string;
+  name: string;
+  state: TaskState;
+  progress: number | object;
+  attempts: number;
+  result: unknown;
+  error: string | null;
+  timestamps: { createdAt: string | null; startedAt: string | null; finishedAt: string | null };
+}
+
+export interface EnqueueOptions {
+  delayMs?: number;
+  priority?: number;
+  /** Same key, same task: enqueued once; the existing id is returned. */
+  idempotencyKey?: string;
+}
+
+export interface RetentionOptions {
+  keepCompleted: { age: number; count: number };
+  keepFailed: { age: number; count: number };
+  eventsMaxLen: number;
+}
+
+export function retentionOf(settings: Settings): RetentionOptions {
+  return {
+    keepCompleted: { age: settings.TASK_KEEP_COMPLETED_AGE, count: settings.TASK_KEEP_COMPLETED_COUNT },
+    keepFailed: { age: settings.TASK_KEEP_FAILED_AGE, count: settings.TASK_KEEP_FAILED_COUNT },
+    eventsMaxLen: settings.TASK_EVENTS_MAX_LEN,
+  };
+}
+
+export type CancelOutcome = 'cancelled' | 'not_found' | 'finished';
+
+const PUBLIC_ID = /^([a-z]+)\.([A-Za-z0-9_-]{1,100})$/;
+
+/** `default.42`: the queue travels with the id, so status and cancel need one lookup. */
+export function parseTaskId(id: string): { queue: QueueName; jobId: string } | undefined {
+  const match = PUBLIC_ID.exec(id);
+  if (!match || !(QUEUE_NAMES as readonly string[]).includes(match[1] as string)) return undefined;
+  return { queue: match[1] as QueueName, jobId: match[2] as string };
+}
+
+export function cancelChannel(prefix: string): string {
+  return `${prefix}:task-cancel`;
+}
+
+/** Redis channel message telling the worker that owns an active job to abort it. */
+export interface CancelMessage {
+  queue: QueueName;
+  jobId: string;
+}
+
+const iso = (epochMs: number | undefined | null) => (epochMs ? new Date(epochMs).toISOString() : null);
+
+export function jobOptionsFor(definition: TaskDefinition, retention: RetentionOptions): JobsOptions {
+  return {
+    attempts: definition.attempts ?? 3,
+    backoff: { type: 'exponential', delay: definition.backoffMs ?? 1000, jitter: 0.5 },
+    priority: definition.priority,
+    removeOnComplete: retention.keepCompleted,
+    removeOnFail: retention.keepFailed,
+  };
+}
+
+/** The task protocol of the service: enqueue, status, cancel. Used by the HTTP routes. */
+export class TaskService {
+  private readonly queues = new Map<QueueName, Queue>();
+
+  constructor(
+    private readonly connection: Redis,
+    private readonly prefix: string,
+    private readonly retention: RetentionOptions,
+  ) {}
+
+  async enqueue(name: string, payload: unknown, options: EnqueueOptions = {}): Promise<string> {
+    const definition = tasksByName.get(name);
+    if (!definition) throw new Error(`unknown task ${name}`);
+    const jobOptions: JobsOptions = {
+      ...jobOptionsFor(definition, this.retention),
+      delay: options.delayMs,
+      ...(options.priority !== undefined ? { priority: options.priority } : {}),
+      ...(options.idempotencyKey !== undefined
+        ? { jobId: idempotentJobId(name, options.idempotencyKey) }
+        : {}),
+    };
+    const job = await withRedis(this.connection, () =>
+      this.queue(definition.queue).add(name, payload, jobOptions),
+    );
+    return `${definition.queue}.${job.id}`;
+  }
+
+  async getStatus(id: string): Promise<TaskStatus | undefined> {
+    const parsed = parseTaskId(id);
+    if (!parsed) return undefined;
+    return withRedis(this.connection, async () => {
+      const queue = this.queue(parsed.queue);
+      const [job, cancelled] = await Promise.all([
+        queue.getJob(parsed.jobId),
+        this.connection.exists(this.cancelledKey(parsed.queue, parsed.jobId)),
+      ]);
+      if (!job) {
+        if (!cancelled) return undefined;
+        return { ...emptyStatus(id), state: 'cancelled' };
+      }
+      const state = cancelled ? 'cancelled' : toTaskState(await job.getState());
+      return statusOf(id, job, state);
+    });
+  }
+
+  /** Waiting or delayed: removed. Active: the owning worker is told to abort it. */
+  async cancel(id: string): Promise<CancelOutcome> {
+    const parsed = parseTaskId(id);
+    if (!parsed) return 'not_found';
+    return withRedis(this.connection, async () => {
+      const queue = this.queue(parsed.queue);
+      const job = await queue.getJob(parsed.jobId);
+      if (!job) return 'not_found';
+      const state = await job.getState();
+      if (state === 'completed' || state === 'failed') return 'finished';
+      await this.markCancelled(parsed.queue, parsed.jobId);
+      if (state !== 'active') {
+        try {
+          await job.remove();
+          return 'cancelled';
+        } catch {
+          // It became active between the two calls: cancel it where it runs.
+        }
+      }
+      const message: CancelMessage = { queue: parsed.queue, jobId: parsed.jobId };
+      await this.connection.publish(cancelChannel(this.prefix), JSON.stringify(message));
+      return 'cancelled';
+    });
+  }
+
+  /** Queue depth by state, for metrics and the dashboard-less operator. */
+  async counts(): Promise<Record<QueueName, Record<string, number>>> {
+    const entries = await Promise.all(
+      QUEUE_NAMES.map(async (name) => {
+        const counts = await withRedis(this.connection, () =>
+          this.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'),
+        );
+        return [name, counts] as const;
+      }),
+    );
+    return Object.fromEntries(entries) as Record<QueueName, Record<string, number>>;
+  }
+
+  async ping(): Promise<void> {
+    await withRedis(this.connection, () => this.connection.ping(), 2000);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((queue) => queue.close()));
+  }
+
+  /**
+   * Queues are created on first use, once the connection is ready: BullMQ checks the server when a
+   * queue is made, and with the offline queue off (fail fast) that check must not run while down.
+   */
+  private queue(name: QueueName): Queue {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, {
+        connection: this.connection,
+        prefix: this.prefix,
+        skipWaitingForReady: true,
+        streams: { events: { maxLen: this.retention.eventsMaxLen } },
+      });
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  private cancelledKey(queue: QueueName, jobId: string): string {
+    return `${this.prefix}:${queue}:cancelled:${jobId}`;
+  }
+
+  private async markCancelled(queue: QueueName, jobId: string): Promise<void> {
+    const ttlSeconds = Math.max(this.retention.keepFailed.age, 3600);
+    await this.connection.set(this.cancelledKey(queue, jobId), '1', 'EX', ttlSeconds);
+  }
+}
+
+export function idempotentJobId(name: string, key: string): string {
+  return `k-${createHash('sha256').update(`${name}\n${key}`).digest('base64url').slice(0, 32)}`;
+}
+
+function toTaskState(state: string): TaskState {
+  if (state === 'prioritized' || state === 'waiting-children' || state === 'unknown') return 'waiting';
+  return state as TaskState;
+}
+
+function emptyStatus(id: string): TaskStatus {
+  return {
+    id,
+    name: '',
+    state: 'waiting',
+    progress: 0,
+    attempts: 0,
+    result: null,
+    error: null,
+    timestamps: { createdAt: null, startedAt: null, finishedAt: null },
+  };
+}
+
+function statusOf(id: string, job: Job, state: TaskState): TaskStatus {
+  return {
+    id,
+    name: job.name,
+    state,
+    progress: job.progress as number | object,
+    attempts: job.attemptsMade,
+    result: job.returnvalue ?? null,
+    error: job.failedReason || null,
+    timestamps: {
+      createdAt: iso(job.timestamp),
+      startedAt: iso(job.processedOn),
+      finishedAt: iso(job.finishedOn),
+    },
+  };
+}

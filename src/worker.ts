@@ -1,0 +1,125 @@
+/**
+ * Task-worker entry: `node dist/worker.js` (`npm run worker`, `make worker`). Runs BullMQ workers for
+ * every registered task. Standalone (its own container or Kubernetes Deployment) it serves liveness
+ * and metrics on TASK_WORKER_HEALTH_PORT; forked by the LEVEL=4 primary it speaks the supervisor
+ * protocol instead (heartbeat, drain, reload).
+ */
+import { createServer } from 'node:http';
+import closeWithGrace from 'close-with-grace';
+import client from 'prom-client';
+import { createPool } from './db/pool.js';
+import { prepareDatabase } from './db/prepare.js';
+import { createLogger } from './logger.js';
+import { loadSettingsOrExit } from './runtime/startup.js';
+import { isSupervisedWorker, linkToSupervisor, workerIdentity } from './runtime/supervisor-link.js';
+import { lazyPool } from './tasks/processor.js';
+import { startTaskWorkers } from './tasks/runner.js';
+
+const settings = loadSettingsOrExit();
+const supervised = isSupervisedWorker();
+const logger = createLogger(settings, {
+  role: 'task-worker',
+  ...(supervised ? { worker: workerIdentity().workerId } : {}),
+});
+
+async function main(): Promise<void> {
+  const link = supervised
+    ? linkToSupervisor({
+        workerTimeoutMs: settings.WORKER_TIMEOUT * 1000,
+        gracefulTimeoutMs: settings.TASK_SHUTDOWN_TIMEOUT * 1000 + 5000,
+        served: () => tasks?.jobsProcessed() ?? 0,
+      })
+    : undefined;
+  // The LEVEL=4 primary passes the database it prepared; standalone we resolve it ourselves.
+  const database = settings.DATABASE_URL
+    ? { url: settings.DATABASE_URL, stop: async () => {} }
+    : await prepareDatabase(settings, logger);
+  const db = lazyPool(() =>
+    createPool(
+      {
+        connectionString: database.url,
+        size: settings.DB_POOL_SIZE,
+        connectTimeoutMs: settings.DB_CONNECT_TIMEOUT_MS,
+        statementTimeoutMs: settings.DB_STATEMENT_TIMEOUT_MS,
+      },
+      logger,
+    ),
+  );
+  let tasks: Awaited<ReturnType<typeof startTaskWorkers>> | undefined;
+  tasks = await startTaskWorkers(settings, logger, database.url, db);
+  const running = tasks;
+  const stop = async () => {
+    await running.close(settings.TASK_SHUTDOWN_TIMEOUT * 1000);
+    await db().end();
+    await database.stop();
+  };
+  logger.info(
+    {
+      concurrency: settings.TASK_CONCURRENCY,
+      cpuConcurrency: settings.TASK_CPU_CONCURRENCY,
+      prefix: settings.QUEUE_PREFIX,
+    },
+    'task worker ready',
+  );
+
+  if (link) {
+    // Answer the primary's metric collection, so /metrics on the API includes task workers.
+    new client.AggregatorRegistry();
+    link.ready(async (reason) => {
+      logger.info({ reason }, 'task worker draining');
+      await stop();
+    });
+    return;
+  }
+
+  const health = settings.TASK_WORKER_HEALTH_PORT > 0 ? serveHealth(() => running.isHealthy()) : undefined;
+  closeWithGrace(
+    {
+      delay: (settings.TASK_SHUTDOWN_TIMEOUT + 5) * 1000,
+      logger: { error: (message: unknown) => logger.error(String(message)) },
+    },
+    async ({ signal, err }) => {
+      if (err) logger.error({ err }, 'uncaught error: shutting down');
+      logger.info({ signal }, 'task worker shutting down');
+      health?.close();
+      await stop();
+      logger.info('task worker stopped');
+    },
+  );
+}
+
+/** Liveness for probes: 200 while this process takes jobs, 503 when it cannot; /metrics for Prometheus. */
+function serveHealth(isHealthy: () => boolean) {
+  const server = createServer((request, response) => {
+    if (request.url === '/health/live' || request.url === '/health') {
+      const healthy = isHealthy();
+      response.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ status: healthy ? 'ok' : 'unavailable' }));
+    } else if (request.url === '/metrics') {
+      void client.register.metrics().then((text) => {
+        response.writeHead(200, { 'content-type': client.register.contentType });
+        response.end(text);
+      });
+    } else {
+      response.writeHead(404, { 'content-type': 'application/problem+json' });
+      response.end(
+        JSON.stringify({
+          type: 'about:blank',
+          title: 'Not Found',
+          status: 404,
+          detail: `No route for ${request.url}`,
+        }),
+      );
+    }
+  });
+  server.listen(settings.TASK_WORKER_HEALTH_PORT, settings.HOST);
+  return server;
+}
+
+main().catch((error: unknown) => {
+  logger.fatal(
+    { err: error },
+    `task worker start-up failed: ${error instanceof Error ? error.message : String(error)}`,
+  );
+  process.exit(1);
+});
