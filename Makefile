@@ -10,7 +10,7 @@ export PID_FILE
 
 SOURCES := $(shell find src -name '*.ts') tsconfig.json
 
-.PHONY: help install build run dev test lint typecheck format migrate clean reload scale-up scale-down status bench
+.PHONY: help install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,6 +30,9 @@ build: dist/main.js ## Compile TypeScript to dist/
 run: dist/main.js ## Build and start at LEVEL (default 1); embedded PostgreSQL when DATABASE_URL is unset
 	@mkdir -p .data
 	node dist/main.js
+
+worker: dist/main.js ## Run one task-worker process (what a separate container or Deployment runs)
+	node dist/worker.js
 
 dev: install ## Start with tsx watch (reloads on change), LEVEL=1
 	npm run dev

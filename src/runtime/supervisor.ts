@@ -17,7 +17,7 @@ import {
   shouldGiveUp,
 } from './policy.js';
 import { type Heartbeat, isWorkerMessage, type PrimaryMessage, type WorkerMessage } from './protocol.js';
-import type { SupervisorMetrics } from './supervisor-metrics.js';
+import type { PoolMetrics } from './supervisor-metrics.js';
 
 export interface SupervisorOptions {
   workers: number;
@@ -68,6 +68,7 @@ export class Supervisor {
   private rolling = false;
   private shuttingDown = false;
   private exitCode = 0;
+  private exited = false;
   private everReady = false;
   private ticker: NodeJS.Timeout | undefined;
   private readonly readyWaiters = new Map<WorkerRecord, (ready: boolean) => void>();
@@ -76,7 +77,7 @@ export class Supervisor {
     private readonly options: SupervisorOptions,
     private readonly fork: Fork,
     private readonly log: Logger,
-    private readonly metrics: SupervisorMetrics,
+    private readonly metrics: PoolMetrics,
     /** Called once when the supervisor gives up on a crash loop, or after shutdown. */
     private readonly exitProcess: (code: number) => void,
   ) {
@@ -161,7 +162,7 @@ export class Supervisor {
 
     const reason =
       record.retiring === 'hang' || record.retiring === 'boot_timeout' ? record.retiring : 'crash';
-    this.metrics.restarts.inc({ reason });
+    this.metrics.restart(reason);
     if (record.readyAt === undefined) this.consecutiveBootFailures += 1;
     if (
       shouldGiveUp(
@@ -339,15 +340,15 @@ export class Supervisor {
               : 'recycle aborted: the replacement did not become ready; the old worker keeps serving',
           );
           if (reason === 'reload') {
-            this.metrics.reloads.inc({ result: 'failed' });
+            this.metrics.reload('failed');
             this.dropQueued('reload');
           }
           continue;
         }
-        this.metrics.restarts.inc({ reason });
+        this.metrics.restart(reason);
         this.drain(old, reason);
         if (reason === 'reload' && !this.retireQueue.some((queued) => queued.reason === 'reload')) {
-          this.metrics.reloads.inc({ result: 'succeeded' });
+          this.metrics.reload('succeeded');
           this.log.info('reload finished: every worker replaced');
         }
       }
@@ -419,6 +420,7 @@ export class Supervisor {
 
   /** SIGKILL every worker and exit with `code` once they are all gone (none left holding the port). */
   private killAll(code: number): void {
+    if (this.exited) return;
     this.shuttingDown = true;
     this.exitCode = code;
     this.retireQueue.length = 0;
@@ -427,7 +429,8 @@ export class Supervisor {
   }
 
   private finishShutdownIfDone(): void {
-    if (this.workers.size > 0) return;
+    if (this.workers.size > 0 || this.exited) return;
+    this.exited = true;
     this.stopTicker();
     this.log.info('all workers stopped');
     this.exitProcess(this.exitCode);
@@ -459,7 +462,7 @@ export class Supervisor {
   }
 
   private updateGauges(): void {
-    this.metrics.workersReady.set(this.ready().length);
-    this.metrics.workersDesired.set(this.desired);
+    this.metrics.setReady(this.ready().length);
+    this.metrics.setDesired(this.desired);
   }
 }

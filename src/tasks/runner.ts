@@ -108,28 +108,30 @@ export async function startTaskWorkers(
     });
   }
 
-  // Recurring tasks: upserting a scheduler is idempotent, so every worker process may do it.
+  // Recurring tasks: upserting a scheduler is idempotent, so every worker process may do it. Not
+  // awaited: with Redis down at start-up the worker still starts and catches up when it connects.
   const schedulerQueues = new Map<QueueName, Queue>();
   for (const task of TASKS.filter((definition) => definition.schedule)) {
     const queue =
       schedulerQueues.get(task.queue) ?? new Queue(task.queue, { connection, prefix: settings.QUEUE_PREFIX });
     schedulerQueues.set(task.queue, queue);
     const schedule = task.schedule as { pattern: string; payload: unknown };
-    await queue.upsertJobScheduler(
-      task.name,
-      { pattern: schedule.pattern },
-      {
-        name: task.name,
-        data: schedule.payload,
-        opts: jobOptionsFor(task, retentionOf(settings)),
-      },
-    );
+    queue
+      .upsertJobScheduler(
+        task.name,
+        { pattern: schedule.pattern },
+        { name: task.name, data: schedule.payload, opts: jobOptionsFor(task, retentionOf(settings)) },
+      )
+      .catch((error: Error) =>
+        log.warn({ task: task.name, err: error.message }, 'could not declare the job scheduler'),
+      );
   }
 
   // Cancellation: only the process running a job can abort it, so every worker listens.
   const subscriber = connection.duplicate();
   subscriber.on('error', () => {});
-  await subscriber.subscribe(cancelChannel(settings.QUEUE_PREFIX));
+  // Queued until connected; ioredis re-subscribes by itself after a reconnect.
+  void subscriber.subscribe(cancelChannel(settings.QUEUE_PREFIX)).catch(() => {});
   subscriber.on('message', (_channel, text) => {
     try {
       const message = JSON.parse(text) as CancelMessage;
