@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { dashboardPlugin } from './plugins/dashboard.js';
 import dbPlugin from './plugins/db.js';
 import docsPlugin from './plugins/docs.js';
 import errorsPlugin from './plugins/errors.js';
@@ -69,6 +70,7 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   await app.register(itemRoutes);
   await app.register(exampleRoutes);
   await app.register(taskRoutes);
+  if (settings.ENABLE_BACKGROUND_TASKS && settings.BULL_BOARD_USER) await app.register(dashboardPlugin, settings);
   await app.ready();
   return app as unknown as FastifyInstance;
 }

@@ -157,6 +157,14 @@ export class TaskService {
     return Object.fromEntries(entries) as Record<QueueName, Record<string, number>>;
   }
 
+  /** Recurring tasks declared by the workers (BullMQ job schedulers). */
+  async schedulers(): Promise<Array<{ name: string; pattern?: string | null; nextRunAt: string | null }>> {
+    const lists = await Promise.all(
+      QUEUE_NAMES.map((name) => withRedis(this.connection, () => this.queue(name).getJobSchedulers())),
+    );
+    return lists.flat().map((scheduler) => ({ name: scheduler.name, pattern: scheduler.pattern, nextRunAt: iso(scheduler.next) }));
+  }
+
   async ping(): Promise<void> {
     await withRedis(this.connection, () => this.connection.ping(), 2000);
   }

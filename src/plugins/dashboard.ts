@@ -1,0 +1,51 @@
+import { timingSafeEqual } from 'node:crypto';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import basicAuth from '@fastify/basic-auth';
+import { Queue } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import { redisUrlOf, type Settings } from '../settings.js';
+import { QUEUE_NAMES } from '../tasks/queues.js';
+
+export const DASHBOARD_PATH = '/admin/queues';
+
+function safeEqual(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * bull-board on every queue at /admin/queues, behind HTTP basic auth. Registered only when both
+ * BULL_BOARD_USER and BULL_BOARD_PASSWORD are set (settings refuse one without the other).
+ * An encapsulated plugin: the auth hook covers the dashboard's routes and nothing else.
+ */
+export async function dashboardPlugin(app: FastifyInstance, settings: Settings): Promise<void> {
+  // Its own connection: the dashboard may wait a little for Redis; the API's producer must not.
+  const connection = new Redis(redisUrlOf(settings), { maxRetriesPerRequest: 2, connectTimeout: 2000 });
+  connection.on('error', () => {});
+  const queues = QUEUE_NAMES.map((name) => new Queue(name, { connection, prefix: settings.QUEUE_PREFIX }));
+  const serverAdapter = new FastifyAdapter();
+  serverAdapter.setBasePath(DASHBOARD_PATH);
+  createBullBoard({
+    queues: queues.map((queue) => new BullMQAdapter(queue, { readOnlyMode: settings.BULL_BOARD_READ_ONLY })),
+    serverAdapter,
+  });
+
+  await app.register(basicAuth, {
+    authenticate: { realm: 'queues' },
+    validate: async (user, password) => {
+      const userOk = safeEqual(user, settings.BULL_BOARD_USER);
+      const passwordOk = safeEqual(password, settings.BULL_BOARD_PASSWORD);
+      if (!(userOk && passwordOk)) throw new Error('Wrong dashboard credentials');
+    },
+  });
+  app.addHook('onRequest', app.basicAuth);
+  await app.register(serverAdapter.registerPlugin(), { prefix: DASHBOARD_PATH });
+  app.addHook('onClose', async () => {
+    await Promise.all(queues.map((queue) => queue.close()));
+    connection.disconnect();
+  });
+}
