@@ -70,7 +70,8 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   await app.register(itemRoutes);
   await app.register(exampleRoutes);
   await app.register(taskRoutes);
-  if (settings.ENABLE_BACKGROUND_TASKS && settings.BULL_BOARD_USER) await app.register(dashboardPlugin, settings);
+  if (settings.ENABLE_BACKGROUND_TASKS && settings.BULL_BOARD_USER)
+    await app.register(dashboardPlugin, settings);
   await app.ready();
   return app as unknown as FastifyInstance;
 }

@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { setTimeout } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import client from 'prom-client';
@@ -14,6 +16,7 @@ declare module 'fastify' {
 }
 
 let depthRegistered = false;
+const STARTUP_REDIS_WAIT_MS = 2000;
 
 /** Queue depth by state, read from Redis at scrape time (every HTTP worker reports the same: max, not sum). */
 function registerQueueDepth(service: () => TaskService | undefined): void {
@@ -46,6 +49,8 @@ async function tasksPlugin(app: FastifyInstance, settings: Settings): Promise<vo
   const connection = createProducerConnection(redisUrlOf(settings));
   // Errors surface per request (503); the connection retries in the background and must not crash us.
   connection.on('error', (error) => app.log.debug({ err: error.message }, 'Redis connection error'));
+  // Give Redis a moment to answer at start-up, so the first requests find it ready; never block longer.
+  await Promise.race([once(connection, 'ready'), setTimeout(STARTUP_REDIS_WAIT_MS)]).catch(() => {});
   const service = new TaskService(connection, settings.QUEUE_PREFIX, retentionOf(settings));
   app.decorate('tasks', service);
   current = service;

@@ -90,6 +90,8 @@ export async function startTaskWorkers(
   let processed = 0;
   for (const [queue, worker] of workers) {
     worker.on('error', (error) => log.warn({ queue, err: error.message }, 'task worker error'));
+    // Its worker died holding the job (lock expired): BullMQ puts it back; handlers are idempotent.
+    worker.on('stalled', (jobId) => log.warn({ queue, jobId }, 'job stalled; retrying'));
     worker.on('completed', (job: Job) => {
       processed += 1;
       completed.inc({ queue, task: job.name });

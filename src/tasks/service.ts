@@ -162,7 +162,11 @@ export class TaskService {
     const lists = await Promise.all(
       QUEUE_NAMES.map((name) => withRedis(this.connection, () => this.queue(name).getJobSchedulers())),
     );
-    return lists.flat().map((scheduler) => ({ name: scheduler.name, pattern: scheduler.pattern, nextRunAt: iso(scheduler.next) }));
+    return lists.flat().map((scheduler) => ({
+      name: scheduler.name,
+      pattern: scheduler.pattern,
+      nextRunAt: iso(scheduler.next),
+    }));
   }
 
   async ping(): Promise<void> {
@@ -186,6 +190,8 @@ export class TaskService {
         skipWaitingForReady: true,
         streams: { events: { maxLen: this.retention.eventsMaxLen } },
       });
+      // Connection errors surface per call (503); the emitter must not print them or throw.
+      queue.on('error', () => {});
       this.queues.set(name, queue);
     }
     return queue;

@@ -1,3 +1,4 @@
+import { setTimeout } from 'node:timers/promises';
 import { Type } from 'typebox';
 import { defineTask } from '../registry.js';
 
@@ -17,6 +18,8 @@ export const emailSend = defineTask({
       body: Type.String({ maxLength: 100_000 }),
       /** Key that makes the send happen once; defaults to the job id. */
       messageId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+      /** Demo and tests: the provider's response time. */
+      latencyMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
       /** Demo and tests: fail the first N attempts, as a flaky mail provider would. */
       failFirstAttempts: Type.Optional(Type.Integer({ minimum: 0, maximum: 10 })),
     },
@@ -29,6 +32,7 @@ export const emailSend = defineTask({
     if (context.attempt <= (payload.failFirstAttempts ?? 0)) {
       throw new Error(`mail provider unavailable (simulated failure ${context.attempt})`);
     }
+    if (payload.latencyMs) await setTimeout(payload.latencyMs, undefined, { signal: context.signal });
     const key = payload.messageId ?? context.jobId;
     const { rowCount } = await context
       .db()
