@@ -1,0 +1,117 @@
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { freePort, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
+import { dropPrefix, taskEnv, uniquePrefix } from './helpers/tasks.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const USER = 'ops';
+const PASSWORD = 'correct-horse-battery';
+
+let database: TestDatabase;
+let server: ServerProcess;
+const prefix = uniquePrefix();
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM))
+    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (.ci/run does)`);
+  database = await createTestDatabase();
+  server = startProcess({
+    PORT: String(await freePort()),
+    DATABASE_URL: database.url,
+    ...taskEnv(prefix, { BULL_BOARD_USER: USER, BULL_BOARD_PASSWORD: PASSWORD }),
+  });
+  await waitForHttp(`${server.baseUrl}/health/ready`);
+});
+afterAll(async () => {
+  await server?.stop();
+  await dropPrefix(prefix);
+  await database?.drop();
+});
+
+async function launch() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+describe('bull-board dashboard in a real browser', () => {
+  it('refuses the dashboard without credentials, and with wrong ones', async () => {
+    const anonymous = await fetch(`${server.baseUrl}/admin/queues`);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('www-authenticate')).toMatch(/^Basic/);
+    const wrong = await fetch(`${server.baseUrl}/admin/queues/api/queues`, {
+      headers: { authorization: `Basic ${Buffer.from(`${USER}:nope`).toString('base64')}` },
+    });
+    expect(wrong.status).toBe(401);
+  });
+
+  it('shows the queues and a job to an authenticated user', async () => {
+    const enqueued = await fetch(`${server.baseUrl}/api/tasks/report.generate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ payload: { rounds: 10 }, delayMs: 600_000 }),
+    });
+    expect(enqueued.status).toBe(202);
+    const { id } = (await enqueued.json()) as { id: string };
+    const jobId = id.split('.')[1];
+
+    const browser = await launch();
+    try {
+      const context = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD } });
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (error) => errors.push(error.message));
+      const response = await page.goto(`${server.baseUrl}/admin/queues`);
+      expect(response?.status()).toBe(200);
+      await page.getByText('default', { exact: true }).first().waitFor({ timeout: 15_000 });
+      await page.getByText('cpu', { exact: true }).first().waitFor({ timeout: 15_000 });
+      await page.goto(`${server.baseUrl}/admin/queues/queue/cpu?status=delayed`);
+      await page.getByText(`#${jobId}`).first().waitFor({ timeout: 15_000 });
+      expect(await page.getByText('report.generate').count()).toBeGreaterThan(0);
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it('refuses the page in the browser without credentials', async () => {
+    const browser = await launch();
+    try {
+      const page = await browser.newPage();
+      // Headless Chromium answers a basic-auth challenge it has no credentials for by failing the load.
+      await expect(page.goto(`${server.baseUrl}/admin/queues`)).rejects.toThrow(/ERR_INVALID_AUTH_CREDENTIALS/);
+      expect(await page.getByText('report.generate').count()).toBe(0);
+    } finally {
+      await browser.close();
+    }
+  });
+});
+
+describe('OpenAPI docs UI in a real browser', () => {
+  it('renders the operations generated from the route schemas', async () => {
+    const browser = await launch();
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (error) => errors.push(error.message));
+      const response = await page.goto(`${server.baseUrl}/docs`);
+      expect(response?.status()).toBe(200);
+      await page.getByText('/api/items/{id}').first().waitFor({ timeout: 15_000 });
+      await page.getByText('/api/tasks/{name}').first().waitFor({ timeout: 15_000 });
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  });
+});
