@@ -10,10 +10,10 @@ export PID_FILE
 
 SOURCES := $(shell find src -name '*.ts') tsconfig.json
 
-.PHONY: help install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench
+.PHONY: help install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench bench-tasks k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down
 
 help: ## List every target
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci
@@ -66,6 +66,39 @@ status: dist/main.js ## LEVEL>=2: workers, pids, ages, requests served, memory
 
 bench: install ## LEVEL 1 vs 2 vs 3 vs PM2 on the CPU-bound route, and reloads under load, as ratios
 	npx tsx scripts/bench.ts
+
+bench-tasks: dist/main.js ## Task system vs raw BullMQ (no-op jobs), enqueue endpoint, enqueue-to-start latency
+	npx tsx scripts/bench-tasks.ts
+
+K8S_OVERLAY ?= dev
+K8S_NAMESPACE ?= $(if $(filter prod,$(K8S_OVERLAY)),node-levels,node-levels-dev)
+REPLICAS ?= 3
+
+k8s-render: ## Print the Kubernetes manifests of K8S_OVERLAY (dev|prod)
+	kubectl kustomize deployment/kubernetes/overlays/$(K8S_OVERLAY)
+
+k8s-deploy: ## Apply K8S_OVERLAY, then wait for the migrations Job and both rollouts
+	kubectl -n $(K8S_NAMESPACE) delete job migrate --ignore-not-found
+	kubectl apply -k deployment/kubernetes/overlays/$(K8S_OVERLAY)
+	kubectl -n $(K8S_NAMESPACE) wait --for=condition=complete job/migrate --timeout=600s
+	kubectl -n $(K8S_NAMESPACE) rollout status deployment/api --timeout=600s
+	kubectl -n $(K8S_NAMESPACE) rollout status deployment/task-worker --timeout=600s
+
+k8s-scale: ## Keep at least REPLICAS API pods (HPA minReplicas; the HPA may add more under load)
+	@max=$$(kubectl -n $(K8S_NAMESPACE) get hpa api -o jsonpath='{.spec.maxReplicas}'); \
+	  if [ $(REPLICAS) -gt $$max ]; then max=$(REPLICAS); fi; \
+	  kubectl -n $(K8S_NAMESPACE) patch hpa api --type merge \
+	    -p "{\"spec\":{\"minReplicas\":$(REPLICAS),\"maxReplicas\":$$max}}"
+
+k8s-status: ## Deployments, pods, autoscalers, disruption budgets and the migrations Job
+	kubectl -n $(K8S_NAMESPACE) get deployments,pods,hpa,pdb,jobs -l app.kubernetes.io/name=node-levels-starter -o wide
+	-kubectl -n $(K8S_NAMESPACE) get scaledobjects -l app.kubernetes.io/name=node-levels-starter
+
+compose-up: ## docker compose up --build (api, worker, PostgreSQL, Redis); PROFILE=proxy|traefik adds a proxy
+	docker compose $(if $(PROFILE),--profile $(PROFILE)) up --build
+
+compose-down: ## Stop everything compose started (volumes kept)
+	docker compose --profile proxy --profile traefik down
 
 clean: ## Remove build output (keeps .data/ with the embedded database)
 	rm -rf dist

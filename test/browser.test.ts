@@ -90,7 +90,9 @@ describe('bull-board dashboard in a real browser', () => {
     try {
       const page = await browser.newPage();
       // Headless Chromium answers a basic-auth challenge it has no credentials for by failing the load.
-      await expect(page.goto(`${server.baseUrl}/admin/queues`)).rejects.toThrow(/ERR_INVALID_AUTH_CREDENTIALS/);
+      await expect(page.goto(`${server.baseUrl}/admin/queues`)).rejects.toThrow(
+        /ERR_INVALID_AUTH_CREDENTIALS/,
+      );
       expect(await page.getByText('report.generate').count()).toBe(0);
     } finally {
       await browser.close();

@@ -78,10 +78,10 @@ describe('LEVEL=2: a cluster of N workers', () => {
     for (let index = 0; index < 10; index += 1) await workerInfo(server);
     await sleep(1200); // one heartbeat
     const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
-    expect(text).toMatch(/^cluster_workers_ready 2$/m);
-    expect(text).toMatch(/^cluster_worker_restarts_total\{reason="crash"\} 0$/m);
-    expect(text).toMatch(/^cluster_worker_resident_memory_bytes\{worker="1"\} \d+/m);
-    expect(text).toMatch(/^cluster_worker_resident_memory_bytes\{worker="2"\} \d+/m);
+    expect(text).toMatch(/^cluster_workers_ready\{pool="http"\} 2$/m);
+    expect(text).toMatch(/^cluster_worker_restarts_total\{pool="http",reason="crash"\} 0$/m);
+    expect(text).toMatch(/^cluster_worker_resident_memory_bytes\{pool="http",worker="1"\} \d+/m);
+    expect(text).toMatch(/^cluster_worker_resident_memory_bytes\{pool="http",worker="2"\} \d+/m);
     // Requests counted across both workers: at least the 10 above, whichever worker answers now.
     const count = Number(
       /^http_request_duration_seconds_count\{method="GET",route="\/health\/worker",status_code="200"\} (\d+)$/m.exec(

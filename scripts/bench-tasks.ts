@@ -1,0 +1,222 @@
+/**
+ * `make bench-tasks`: the task system against raw BullMQ, same Redis, same concurrency, one run.
+ *   1. end-to-end no-op jobs: TaskService.enqueue + the real worker process (dist/worker.js)
+ *      vs Queue.addBulk + a plain BullMQ Worker in a child process;
+ *   2. the enqueue endpoint's throughput (POST /api/tasks/system.noop through app.inject);
+ *   3. latency from enqueue to start with no load (p50, p99).
+ * Settings: BENCH_JOBS (20000), BENCH_CONCURRENCY (50), REDIS_URL (redis://127.0.0.1:6379).
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { Queue, QueueEvents } from 'bullmq';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { buildApp } from '../src/app.js';
+import { loadSettings } from '../src/settings.js';
+import { createProducerConnection } from '../src/tasks/connection.js';
+import { systemNoop } from '../src/tasks/definitions/noop.js';
+import { jobOptionsFor, retentionOf, TaskService } from '../src/tasks/service.js';
+
+const root = resolve(import.meta.dirname, '..');
+const jobs = Number(process.env.BENCH_JOBS ?? 20_000);
+const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 50);
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+function settingsFor(prefix: string) {
+  return loadSettings(
+    {
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'warn',
+      DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+      REDIS_URL: redisUrl,
+      QUEUE_PREFIX: prefix,
+      ENABLE_BACKGROUND_TASKS: 'true',
+      TASK_CONCURRENCY: String(concurrency),
+      TASK_WORKER_HEALTH_PORT: '0',
+    },
+    { envFile: null },
+  );
+}
+
+/** Every job added has been taken and finished (completed jobs are trimmed, so count what is left). */
+async function waitForCompleted(queue: Queue, _total: number): Promise<void> {
+  for (;;) {
+    // Not 'delayed': the recurring maintenance job always waits there for its next run.
+    const counts = await queue.getJobCounts('waiting', 'prioritized', 'active');
+    if (Object.values(counts).every((count) => count === 0)) return;
+    await new Promise((done) => setTimeout(done, 20));
+  }
+}
+
+function envOf(settings: object): Record<string, string> {
+  return Object.fromEntries(Object.entries(settings).map(([key, value]) => [key, String(value)]));
+}
+
+async function waitForHealth(url: string): Promise<void> {
+  for (;;) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {}
+    await new Promise((done) => setTimeout(done, 50));
+  }
+}
+
+async function cleanup(prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl);
+  const keys = await redis.keys(`${prefix}:*`);
+  for (let index = 0; index < keys.length; index += 1000) await redis.del(...keys.slice(index, index + 1000));
+  redis.disconnect();
+}
+
+/** Ours: enqueue through TaskService (the API's path), process in the real worker process. */
+async function throughputOurs(): Promise<number> {
+  const prefix = `bench-ours-${randomBytes(3).toString('hex')}`;
+  const settings = settingsFor(prefix);
+  const connection = createProducerConnection(redisUrl);
+  await new Promise((done) => connection.once('ready', done));
+  const service = new TaskService(connection, prefix, retentionOf(settings));
+  const probe = new Queue('default', { connection: new Redis(redisUrl), prefix });
+  const healthPort = 3790;
+  const worker = spawn(process.execPath, ['dist/worker.js'], {
+    cwd: root,
+    env: { ...process.env, ...envOf(settings), TASK_WORKER_HEALTH_PORT: String(healthPort) },
+    stdio: 'ignore',
+  });
+  await waitForHealth(`http://127.0.0.1:${healthPort}/health/live`);
+  const started = performance.now();
+  const batch = 500;
+  for (let index = 0; index < jobs; index += batch) {
+    await service.enqueueMany(
+      'system.noop',
+      Array.from({ length: Math.min(batch, jobs - index) }, () => ({})),
+    );
+  }
+  await waitForCompleted(probe, jobs);
+  const elapsed = (performance.now() - started) / 1000;
+  worker.kill('SIGTERM');
+  await new Promise((done) => worker.once('exit', done));
+  await service.close();
+  connection.disconnect();
+  await probe.close();
+  await cleanup(prefix);
+  return jobs / elapsed;
+}
+
+/** Raw BullMQ: Queue.addBulk and a plain Worker in a child process, nothing else. */
+const rawOptions = jobOptionsFor(systemNoop, retentionOf(settingsFor('options')));
+
+async function throughputRaw(): Promise<number> {
+  const prefix = `bench-raw-${randomBytes(3).toString('hex')}`;
+  const queue = new Queue('default', { connection: new Redis(redisUrl), prefix });
+  const workerSource = `
+    import { Worker } from 'bullmq';
+    import { Redis } from 'ioredis';
+    const worker = new Worker('default', async () => null, { connection: new Redis(process.env.REDIS_URL, { maxRetriesPerRequest: null }), prefix: process.env.PREFIX, concurrency: Number(process.env.CONCURRENCY) });
+    worker.on('ready', () => console.log('ready'));
+    process.on('SIGTERM', async () => { await worker.close(); process.exit(0); });`;
+  const worker = spawn(process.execPath, ['--input-type=module', '-e', workerSource], {
+    cwd: root,
+    env: { ...process.env, REDIS_URL: redisUrl, PREFIX: prefix, CONCURRENCY: String(concurrency) },
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  await new Promise<void>((done) => worker.stdout?.once('data', () => done()));
+  const started = performance.now();
+  const batch = 500;
+  for (let index = 0; index < jobs; index += batch) {
+    await queue.addBulk(
+      Array.from({ length: Math.min(batch, jobs - index) }, () => ({
+        name: 'noop',
+        data: {},
+        opts: { removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } },
+      })),
+    );
+  }
+  await waitForCompleted(queue, jobs);
+  const elapsed = (performance.now() - started) / 1000;
+  worker.kill('SIGTERM');
+  await new Promise((done) => worker.once('exit', done));
+  await queue.close();
+  await cleanup(prefix);
+  return jobs / elapsed;
+}
+
+/** The HTTP enqueue path: validation, TaskService, Redis, in one process through app.inject. */
+async function enqueueEndpoint(): Promise<number> {
+  const prefix = `bench-http-${randomBytes(3).toString('hex')}`;
+  const app = await buildApp(settingsFor(prefix), { logger: pino({ level: 'warn' }) });
+  const count = Math.min(jobs, 5000);
+  const started = performance.now();
+  for (let index = 0; index < count; index += 100) {
+    await Promise.all(
+      Array.from({ length: 100 }, () =>
+        app.inject({ method: 'POST', url: '/api/tasks/system.noop', payload: { payload: {} } }),
+      ),
+    );
+  }
+  const rate = count / ((performance.now() - started) / 1000);
+  await app.close();
+  await cleanup(prefix);
+  return rate;
+}
+
+/** Enqueue-to-start latency with an idle worker: one job at a time. */
+async function startLatency(): Promise<{ p50: number; p99: number }> {
+  const prefix = `bench-latency-${randomBytes(3).toString('hex')}`;
+  const settings = settingsFor(prefix);
+  const connection = createProducerConnection(redisUrl);
+  await new Promise((done) => connection.once('ready', done));
+  const service = new TaskService(connection, prefix, retentionOf(settings));
+  const worker = spawn(process.execPath, ['dist/worker.js'], {
+    cwd: root,
+    env: { ...process.env, ...envOf(settings) },
+    stdio: 'ignore',
+  });
+  const events = new QueueEvents('default', {
+    connection: new Redis(redisUrl, { maxRetriesPerRequest: null }),
+    prefix,
+  });
+  await events.waitUntilReady();
+  await new Promise((done) => setTimeout(done, 1500)); // worker up
+  const samples: number[] = [];
+  for (let index = 0; index < 200; index += 1) {
+    const id = await service.enqueue('system.noop', {});
+    const jobId = id.split('.')[1];
+    await new Promise<void>((done) => {
+      const onActive = ({ jobId: active }: { jobId: string }) => {
+        if (active !== jobId) return;
+        events.off('active', onActive);
+        done();
+      };
+      events.on('active', onActive);
+    });
+    const status = await service.getStatus(id);
+    const created = Date.parse(status?.timestamps.createdAt ?? '');
+    const startedAt = Date.parse(status?.timestamps.startedAt ?? '');
+    if (Number.isFinite(created) && Number.isFinite(startedAt)) samples.push(startedAt - created);
+  }
+  worker.kill('SIGTERM');
+  await new Promise((done) => worker.once('exit', done));
+  await events.close();
+  await service.close();
+  connection.disconnect();
+  await cleanup(prefix);
+  samples.sort((a, b) => a - b);
+  const at = (q: number) =>
+    samples[Math.min(samples.length - 1, Math.floor(q * samples.length))] ?? Number.NaN;
+  return { p50: at(0.5), p99: at(0.99) };
+}
+
+const raw = await throughputRaw();
+const ours = await throughputOurs();
+const endpoint = await enqueueEndpoint();
+const latency = await startLatency();
+console.log(`${jobs} no-op jobs, concurrency ${concurrency}, Redis ${redisUrl}\n`);
+console.log('| measure | value |');
+console.log('| --- | --- |');
+console.log(`| raw BullMQ (addBulk + Worker), jobs/s end to end | ${raw.toFixed(0)} |`);
+console.log(`| TaskService + worker process, jobs/s end to end | ${ours.toFixed(0)} |`);
+console.log(`| ratio ours / raw (target >= 0.9) | ${(ours / raw).toFixed(2)}x |`);
+console.log(`| POST /api/tasks/system.noop, enqueues/s (one process, inject) | ${endpoint.toFixed(0)} |`);
+console.log(`| enqueue to start, idle worker, p50 / p99 ms | ${latency.p50} / ${latency.p99} |`);
+process.exit(0);

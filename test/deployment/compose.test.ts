@@ -1,0 +1,364 @@
+/**
+ * docker-compose.yml, deployment/docker-compose.prod.yml and deployment/swarm/stack.yml. No Docker
+ * engine runs here: the files are checked by Docker's own parsers where installed (`docker-compose
+ * config`, Debian's 1.29; `docker stack config`), always against the Compose Specification JSON schema
+ * (fixtures/compose-spec.schema.json), and for what they must say, read as Compose reads them.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Ajv } from 'ajv';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { ROOT } from '../helpers/process.js';
+import {
+  type ComposeFile,
+  type ComposeService,
+  durationSeconds,
+  envExampleNames,
+  interpolate,
+  interpolatedNames,
+  loadCompose,
+  settingDefault,
+} from './helpers/compose.js';
+
+const BASE = join(ROOT, 'docker-compose.yml');
+const PROD = join(ROOT, 'deployment/docker-compose.prod.yml');
+const STACK = join(ROOT, 'deployment/swarm/stack.yml');
+const FILES = [BASE, PROD, STACK];
+const PROD_ENV = { DATABASE_URL: 'postgres://app:secret@postgres:5432/app', REDIS_URL: 'redis://redis:6379' };
+
+const base = loadCompose(BASE);
+const prod = loadCompose(PROD, PROD_ENV);
+const stack = loadCompose(STACK, PROD_ENV);
+const APP_IMAGE = /node-levels-starter/;
+const appServices = (file: ComposeFile) =>
+  Object.entries(file.services).filter(([, service]) => APP_IMAGE.test(service.image ?? ''));
+const service = (file: ComposeFile, name: string): ComposeService => {
+  const found = file.services[name];
+  if (!found) throw new Error(`no service ${name}`);
+  return found;
+};
+/** Every string value of a compose file as written (what Compose interpolates; comments are not). */
+function rawStrings(path: string): string[] {
+  const strings: string[] = [];
+  const walk = (value: unknown): void => {
+    if (typeof value === 'string') strings.push(value);
+    else if (Array.isArray(value)) value.forEach(walk);
+    else if (value && typeof value === 'object') Object.values(value).forEach(walk);
+  };
+  walk(parse(readFileSync(path, 'utf8'), { merge: true }));
+  return strings;
+}
+const command = (svc: ComposeService) => (Array.isArray(svc.command) ? svc.command : undefined);
+const defaultSeconds = (name: 'GRACEFUL_TIMEOUT' | 'TASK_SHUTDOWN_TIMEOUT' | 'KEEP_ALIVE_TIMEOUT') =>
+  settingDefault(name) as number;
+
+const dockerCompose = ['/usr/bin/docker-compose', '/usr/local/bin/docker-compose'].find((path) =>
+  existsSync(path),
+);
+// `docker stack config` (Docker CLI 20.10 and older lack it) renders a stack file without an engine.
+const docker = ['/usr/local/bin/docker', '/usr/bin/docker'].find(
+  (path) => existsSync(path) && spawnSync(path, ['stack', 'config', '--help']).status === 0,
+);
+
+describe('compose variables', () => {
+  it('every variable the compose and stack files interpolate is a setting listed in .env.example', () => {
+    const names = envExampleNames();
+    const used = [...new Set(FILES.flatMap((file) => interpolatedNames(rawStrings(file).join('\n'))))].sort();
+    expect(used).toEqual(expect.arrayContaining(['LEVEL', 'DATABASE_URL', 'REDIS_URL']));
+    expect(
+      used.filter((name) => !names.has(name)),
+      `used: ${used.join(', ')}`,
+    ).toEqual([]);
+  });
+
+  it('every environment variable given to the app image is a setting listed in .env.example', () => {
+    const names = envExampleNames();
+    for (const file of [base, prod, stack]) {
+      for (const [name, svc] of Object.entries(file.services)) {
+        if (!APP_IMAGE.test(svc.image ?? '') && file !== prod) continue;
+        if (file === prod && !appServices(base).some(([appName]) => appName === name)) continue;
+        const unknown = Object.keys(svc.environment ?? {}).filter((key) => !names.has(key));
+        expect(unknown, `${name}`).toEqual([]);
+      }
+    }
+  });
+});
+
+describe('compose files against the Compose Specification schema', () => {
+  const schema = JSON.parse(
+    readFileSync(join(import.meta.dirname, 'fixtures/compose-spec.schema.json'), 'utf8'),
+  );
+  delete schema.$schema; // draft-07 under an https id Ajv does not know; the keywords are draft-07
+  const validate = new Ajv({ strict: false, allErrors: true }).compile(schema);
+
+  it.each([
+    ['docker-compose.yml', base],
+    ['deployment/docker-compose.prod.yml', prod],
+    ['deployment/swarm/stack.yml', stack],
+  ])('%s is valid', (_name, file) => {
+    expect(validate(file), JSON.stringify(validate.errors, null, 2)).toBe(true);
+  });
+
+  it('the schema check can fail: an unknown key and a bad depends_on condition are reported', () => {
+    const broken = structuredClone(base);
+    (broken.services.api as Record<string, unknown>).restart_policy = 'always';
+    (service(broken, 'worker').depends_on as Record<string, { condition: string }>).migrate = {
+      condition: 'done',
+    };
+    expect(validate(broken)).toBe(false);
+    expect(JSON.stringify(validate.errors)).toContain('restart_policy');
+  });
+});
+
+describe.skipIf(!dockerCompose)(`docker-compose config (${dockerCompose})`, () => {
+  const emptyEnvFile = join(tmpdir(), 'compose-test-empty.env');
+  writeFileSync(emptyEnvFile, '');
+  // A clean environment and an empty env file: what `docker compose up` sees with no .env.
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    spawnSync(dockerCompose as string, ['--env-file', emptyEnvFile, ...args], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: tmpdir(), ...env },
+      encoding: 'utf8',
+    });
+
+  it('accepts docker-compose.yml with no .env, and with both profiles', () => {
+    // docker-compose 1.29 lists every service here whatever the profiles; `up` honours them.
+    const every = ['api', 'api-replicas', 'migrate', 'nginx', 'postgres', 'redis', 'traefik', 'worker'];
+    for (const profiles of [[], ['--profile', 'proxy', '--profile', 'traefik']]) {
+      const result = run([...profiles, '-f', BASE, 'config', '--services']);
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout.trim().split('\n').sort()).toEqual(every);
+    }
+  });
+
+  it('interpolates the app environment exactly as these tests read it', () => {
+    const result = run(['--profile', 'proxy', '-f', BASE, 'config']);
+    expect(result.status, result.stderr).toBe(0);
+    const rendered = parse(result.stdout) as ComposeFile;
+    for (const name of ['api', 'api-replicas', 'worker', 'migrate']) {
+      const ours = Object.fromEntries(
+        Object.entries(service(base, name).environment ?? {}).map(([key, value]) => [
+          key,
+          String(value ?? ''),
+        ]),
+      );
+      expect(service(rendered, name).environment, name).toEqual(ours);
+    }
+  });
+
+  it('the production override refuses to render without DATABASE_URL and REDIS_URL, and renders with them', () => {
+    const missing = run(['-f', BASE, '-f', PROD, 'config'], { REDIS_URL: PROD_ENV.REDIS_URL });
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toContain('DATABASE_URL');
+    const ok = run(['--profile', 'proxy', '-f', BASE, '-f', PROD, 'config'], PROD_ENV);
+    expect(ok.status, ok.stderr).toBe(0);
+    const rendered = parse(ok.stdout) as ComposeFile;
+    expect(service(rendered, 'api').environment?.NODE_ENV).toBe('production');
+    expect(service(rendered, 'api').environment?.DATABASE_URL).toBe(PROD_ENV.DATABASE_URL);
+    expect(service(rendered, 'api').environment?.LEVEL).toBe('1');
+    expect(service(rendered, 'api-replicas').deploy?.replicas).toBe(3);
+  });
+});
+
+describe.skipIf(!docker)(`docker stack config (${docker})`, () => {
+  it('accepts the swarm stack, and refuses it without DATABASE_URL', () => {
+    const env = { PATH: process.env.PATH ?? '', HOME: tmpdir() };
+    const output = execFileSync(docker as string, ['stack', 'config', '-c', STACK], {
+      env: { ...env, ...PROD_ENV },
+      encoding: 'utf8',
+    });
+    const rendered = parse(output) as ComposeFile;
+    expect(service(rendered, 'api').deploy?.update_config).toMatchObject({
+      order: 'start-first',
+      failure_action: 'rollback',
+    });
+    const missing = spawnSync(docker as string, ['stack', 'config', '-c', STACK], {
+      env: { ...env, REDIS_URL: PROD_ENV.REDIS_URL },
+      encoding: 'utf8',
+    });
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toContain('DATABASE_URL');
+  });
+});
+
+describe('docker-compose.yml', () => {
+  const defaultServices = Object.entries(base.services).filter(([, svc]) => !svc.profiles);
+
+  it('brings up api, worker, postgres, redis and a one-shot migrate by default (no profile)', () => {
+    expect(defaultServices.map(([name]) => name).sort()).toEqual([
+      'api',
+      'migrate',
+      'postgres',
+      'redis',
+      'worker',
+    ]);
+    expect(service(base, 'api').command).toBeUndefined(); // the image's CMD: node dist/main.js
+    expect(command(service(base, 'worker'))).toEqual(['node', 'dist/worker.js']);
+    expect(command(service(base, 'migrate'))).toEqual(['node', 'dist/migrate.js']);
+    for (const [, svc] of appServices(base)) expect(svc.build).toEqual({ context: '.' });
+  });
+
+  it('api and worker wait for migrations to complete and for healthy PostgreSQL and Redis', () => {
+    for (const name of ['api', 'api-replicas', 'worker']) {
+      expect(service(base, name).depends_on, name).toEqual({
+        migrate: { condition: 'service_completed_successfully' },
+        postgres: { condition: 'service_healthy' },
+        redis: { condition: 'service_healthy' },
+      });
+    }
+    expect(service(base, 'migrate').depends_on).toEqual({ postgres: { condition: 'service_healthy' } });
+    expect(service(base, 'migrate').restart).toBe('no');
+    expect(service(base, 'migrate').healthcheck).toEqual({ disable: true });
+  });
+
+  it('postgres and redis have health checks; redis keeps jobs (AOF) and never evicts them', () => {
+    expect(service(base, 'postgres').healthcheck?.test).toEqual(['CMD-SHELL', 'pg_isready -U app -d app']);
+    expect(service(base, 'redis').healthcheck?.test).toEqual(['CMD', 'redis-cli', 'ping']);
+    const redis = (command(service(base, 'redis')) ?? []).join(' ');
+    expect(redis).toContain('--appendonly yes');
+    expect(redis).toContain('--maxmemory-policy noeviction');
+    const url = new URL(service(base, 'api').environment?.DATABASE_URL as string);
+    const pg = service(base, 'postgres').environment ?? {};
+    expect([url.hostname, url.username, url.password, url.pathname]).toEqual([
+      'postgres',
+      pg.POSTGRES_USER,
+      pg.POSTGRES_PASSWORD,
+      `/${pg.POSTGRES_DB}`,
+    ]);
+    expect(new URL(service(base, 'worker').environment?.REDIS_URL as string).hostname).toBe('redis');
+  });
+
+  it('every long-running service restarts by itself and has CPU and memory limits', () => {
+    for (const [name, svc] of Object.entries(base.services)) {
+      expect(svc.deploy?.resources?.limits?.cpus, name).toBeDefined();
+      expect(svc.deploy?.resources?.limits?.memory, name).toBeDefined();
+      if (name !== 'migrate') expect(svc.restart, name).toMatch(/^(unless-stopped|always)$/);
+    }
+  });
+
+  it('stop grace periods outlast the drains: GRACEFUL_TIMEOUT for the API, TASK_SHUTDOWN_TIMEOUT + 5 s for workers', () => {
+    for (const name of ['api', 'api-replicas']) {
+      const graceful = Number(service(base, name).environment?.GRACEFUL_TIMEOUT);
+      expect(graceful).toBe(defaultSeconds('GRACEFUL_TIMEOUT'));
+      expect(durationSeconds(service(base, name).stop_grace_period ?? '0s')).toBeGreaterThan(graceful);
+    }
+    const shutdown = Number(service(base, 'worker').environment?.TASK_SHUTDOWN_TIMEOUT);
+    expect(shutdown).toBe(defaultSeconds('TASK_SHUTDOWN_TIMEOUT'));
+    expect(durationSeconds(service(base, 'worker').stop_grace_period ?? '0s')).toBeGreaterThan(shutdown + 5);
+  });
+
+  it('LEVEL and the other app settings pass through, with defaults, to every API container', () => {
+    const text = readFileSync(BASE, 'utf8');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: Compose interpolation syntax, not a JS template
+    expect(text).toContain('LEVEL: ${LEVEL:-1}');
+    for (const name of ['api', 'api-replicas']) {
+      const env = service(base, name).environment ?? {};
+      expect(env.LEVEL).toBe('1');
+      expect(env.NODE_ENV).toBe('production');
+      expect(env.KEEP_ALIVE_TIMEOUT).toBe(String(defaultSeconds('KEEP_ALIVE_TIMEOUT')));
+      expect(env.TASK_WORKERS).toBe('0');
+    }
+    const leveled = loadCompose(BASE, { LEVEL: '3', WORKERS: '4' });
+    expect(service(leveled, 'api').environment).toMatchObject({ LEVEL: '3', WORKERS: '4' });
+  });
+
+  it('health checks ask the liveness path on the port each process serves', () => {
+    const test = (svc: ComposeService) => (Array.isArray(svc.healthcheck?.test) ? svc.healthcheck.test : []);
+    expect(test(service(base, 'api')).join(' ')).toMatch(/process\.env\.PORT\|\|3000.*\/health\/live/);
+    expect(test(service(base, 'worker')).join(' ')).toMatch(
+      /process\.env\.TASK_WORKER_HEALTH_PORT\|\|3001.*\/health\/live/,
+    );
+    expect(settingDefault('PORT')).toBe(3000);
+    expect(settingDefault('TASK_WORKER_HEALTH_PORT')).toBe(3001);
+  });
+
+  it('profile proxy: nginx in front of the API containers; replicas have no container_name or host port', () => {
+    const replicas = service(base, 'api-replicas');
+    expect(replicas.profiles).toEqual(['proxy', 'traefik']);
+    expect(replicas.container_name).toBeUndefined();
+    expect(replicas.ports).toBeUndefined();
+    expect(Number(replicas.deploy?.replicas)).toBeGreaterThanOrEqual(2);
+    expect(replicas.networks?.default?.aliases).toContain('api');
+    // Only loopback for the single default API container.
+    expect(service(base, 'api').ports).toEqual(['127.0.0.1:3000:3000']);
+    const nginx = service(base, 'nginx');
+    expect(nginx.profiles).toEqual(['proxy']);
+    expect(nginx.volumes).toEqual(['./deployment/nginx:/etc/nginx:ro']);
+    const upstream = readFileSync(join(ROOT, 'deployment/nginx/upstream.conf'), 'utf8');
+    const host = /^\s*server ([\w-]+):(\d+) /m.exec(upstream);
+    expect(host?.[1]).toBe('api');
+    expect(Number(host?.[2])).toBe(settingDefault('PORT'));
+    expect(nginx.depends_on).toMatchObject({ 'api-replicas': { condition: 'service_healthy' } });
+  });
+
+  it('profile traefik: Traefik v3 with the Docker provider, only labelled containers exposed', () => {
+    const traefik = service(base, 'traefik');
+    expect(traefik.profiles).toEqual(['traefik']);
+    expect(traefik.image).toMatch(/^traefik:v3(\.|$)/);
+    const flags = command(traefik) ?? [];
+    expect(flags).toContain('--providers.docker=true');
+    expect(flags).toContain('--providers.docker.exposedbydefault=false');
+    const idle = flags.find((flag) =>
+      flag.startsWith('--serverstransport.forwardingtimeouts.idleconntimeout='),
+    );
+    expect(durationSeconds(idle?.split('=')[1] ?? '')).toBeLessThan(defaultSeconds('KEEP_ALIVE_TIMEOUT'));
+    expect(traefik.volumes).toEqual(['/var/run/docker.sock:/var/run/docker.sock:ro']);
+  });
+
+  it('app containers run hardened: read-only root with a /tmp tmpfs, no capabilities, no privilege gain', () => {
+    for (const [name, svc] of appServices(base)) {
+      expect(svc.read_only, name).toBe(true);
+      expect(svc.tmpfs, name).toEqual(['/tmp']);
+      expect(svc.cap_drop, name).toEqual(['ALL']);
+      expect(svc.security_opt, name).toEqual(['no-new-privileges:true']);
+    }
+  });
+});
+
+describe('deployment/docker-compose.prod.yml', () => {
+  it('requires DATABASE_URL and REDIS_URL (no development defaults) and runs NODE_ENV=production', () => {
+    expect(() => loadCompose(PROD)).toThrow(/DATABASE_URL/);
+    for (const name of ['api', 'api-replicas', 'worker', 'migrate']) {
+      expect(service(prod, name).environment, name).toMatchObject({ NODE_ENV: 'production', ...PROD_ENV });
+    }
+    for (const name of Object.keys(prod.services)) {
+      expect(base.services[name], `${name} exists in docker-compose.yml`).toBeDefined();
+    }
+    expect(service(prod, 'postgres').environment?.POSTGRES_PASSWORD_FILE).toBe(
+      '/run/secrets/postgres_password',
+    );
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: Compose interpolation syntax, not a JS template
+    expect(interpolate('${LEVEL:-1}', {})).toBe('1');
+  });
+});
+
+describe('deployment/swarm/stack.yml', () => {
+  it('API: replicas, start-first rolling updates that roll back, health check on readiness, grace period', () => {
+    const api = service(stack, 'api');
+    expect(Number(api.deploy?.replicas)).toBeGreaterThanOrEqual(2);
+    expect(api.deploy?.update_config).toMatchObject({ order: 'start-first', failure_action: 'rollback' });
+    expect(api.deploy?.rollback_config).toMatchObject({ order: 'start-first' });
+    expect(((api.healthcheck?.test ?? []) as string[]).join(' ')).toContain('/health/ready');
+    expect(durationSeconds(api.stop_grace_period ?? '0s')).toBeGreaterThan(
+      defaultSeconds('GRACEFUL_TIMEOUT'),
+    );
+    expect(api.environment?.LEVEL).toBe('1');
+  });
+
+  it('worker and migrate: health-checked workers with a long grace period, migrations as a job', () => {
+    const worker = service(stack, 'worker');
+    expect(command(worker)).toEqual(['node', 'dist/worker.js']);
+    expect(worker.deploy?.update_config).toMatchObject({ order: 'start-first', failure_action: 'rollback' });
+    expect(((worker.healthcheck?.test ?? []) as string[]).join(' ')).toContain('/health/live');
+    expect(durationSeconds(worker.stop_grace_period ?? '0s')).toBeGreaterThan(
+      defaultSeconds('TASK_SHUTDOWN_TIMEOUT') + 5,
+    );
+    const migrate = service(stack, 'migrate');
+    expect(command(migrate)).toEqual(['node', 'dist/migrate.js']);
+    expect(migrate.deploy?.mode).toBe('replicated-job');
+    expect(migrate.deploy?.restart_policy).toMatchObject({ condition: 'on-failure' });
+  });
+});
