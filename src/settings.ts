@@ -157,7 +157,7 @@ export const settingsSchema = Type.Object({
     maximum: 64,
     default: 1,
     description:
-      'LEVEL=4: task-worker processes the primary runs beside the HTTP workers (0 = run them elsewhere)',
+      'Task-worker processes the LEVEL=4 primary runs beside the HTTP workers (0 = run them elsewhere)',
   }),
   TASK_CONCURRENCY: Type.Integer({
     minimum: 1,

@@ -25,8 +25,9 @@ async function supervised(env: Record<string, string> = {}, cwd?: string): Promi
     {
       LEVEL: '3',
       DATABASE_URL: database.url,
-      WORKER_TIMEOUT: '2',
-      WORKER_BOOT_TIMEOUT: '10',
+      // Generous by default so a loaded CI machine sees no false hangs; hang tests set their own.
+      WORKER_TIMEOUT: '10',
+      WORKER_BOOT_TIMEOUT: '20',
       MAX_WORKER_MEMORY_MB: '0',
       ...env,
     },
@@ -55,8 +56,8 @@ describe('LEVEL=3: hang detection', () => {
       requestsServed: expect.any(Number),
       rssBytes: expect.any(Number),
     });
-    await until(() => readyCount(server) >= 3, 10_000, 'the replacement to be ready');
-    expect(Date.now() - stoppedAt).toBeLessThan(2000 + 5000);
+    await until(() => readyCount(server) >= 3, 20_000, 'the replacement to be ready');
+    expect(Date.now() - stoppedAt).toBeLessThan(2000 + 8000);
     expect(isAlive(victim)).toBe(false);
     expect((await answeringPids(server, 2)).has(victim)).toBe(false);
   });
@@ -68,7 +69,7 @@ describe('LEVEL=3: hang detection', () => {
     const killed = await server.waitForLog((line) => line.reason === 'hang', 10_000);
     expect(killed.msg).toMatch(/^killing worker/);
     await spinning;
-    await until(() => readyCount(server) >= 3, 10_000, 'the replacement to be ready');
+    await until(() => readyCount(server) >= 3, 20_000, 'the replacement to be ready');
   });
 });
 
@@ -115,7 +116,7 @@ describe('LEVEL=3: rolling reload on SIGHUP', () => {
     const load = startLoad(`${server.baseUrl}/health/worker`, 8);
     await sleep(500);
     server.child.kill('SIGHUP');
-    await server.waitForLog((line) => line.msg === 'reload finished: every worker replaced', 30_000);
+    await server.waitForLog((line) => line.msg === 'reload finished: every worker replaced', 60_000);
     await until(() => logsWith(server, 'worker exited').length >= 2, 10_000, 'old workers to exit');
     await sleep(300);
     const result = await load.stop();
@@ -134,12 +135,12 @@ describe('LEVEL=3: rolling reload on SIGHUP', () => {
   it('keeps the old workers serving when the new code cannot start', async () => {
     const build = copyOfBuild();
     cleanups.push(build.remove);
-    const server = await supervised({ WORKER_BOOT_TIMEOUT: '5' }, build.dir);
+    const server = await supervised({ WORKER_BOOT_TIMEOUT: '10' }, build.dir);
     const original = startedPids(server);
     writeFileSync(join(build.dir, 'dist/app.js'), "throw new Error('bad deploy: app fails at import');\n");
     const load = startLoad(`${server.baseUrl}/health/worker`, 4);
     server.child.kill('SIGHUP');
-    const aborted = await server.waitForLog((line) => /^reload aborted/.test(line.msg ?? ''), 20_000);
+    const aborted = await server.waitForLog((line) => /^reload aborted/.test(line.msg ?? ''), 40_000);
     expect(aborted.reason).toBe('reload');
     await sleep(500);
     const result = await load.stop();
@@ -157,7 +158,7 @@ describe('LEVEL=3: shutdown in the middle of an operation', () => {
     server.child.kill('SIGTERM');
     const startedAt = Date.now();
     expect(await server.exited).toEqual({ code: 0, signal: null });
-    expect(Date.now() - startedAt).toBeLessThan(8000);
+    expect(Date.now() - startedAt).toBeLessThan(15_000);
     await until(() => startedPids(server).every((pid) => !isAlive(pid)), 3000, 'every worker to be gone');
   });
 });

@@ -37,8 +37,19 @@ async function lifecyclePlugin(app: FastifyInstance): Promise<void> {
   app.addHook('onSend', async (_request, reply) => {
     if (state.draining || state.closing) reply.header('connection', 'close');
   });
-  app.addHook('onResponse', async () => {
+  app.addHook('onResponse', async (request, reply) => {
     state.requestsServed += 1;
+    // Probes hit every few seconds from every balancer: keep them out of info-level logs.
+    const level = request.url.startsWith('/health') ? 'debug' : reply.statusCode >= 500 ? 'error' : 'info';
+    request.log[level](
+      {
+        method: request.method,
+        url: request.url,
+        statusCode: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+      },
+      'request completed',
+    );
   });
 }
 
