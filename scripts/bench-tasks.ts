@@ -179,17 +179,13 @@ async function startLatency(): Promise<{ p50: number; p99: number }> {
   await events.waitUntilReady();
   await new Promise((done) => setTimeout(done, 1500)); // worker up
   const samples: number[] = [];
+  // Listen before enqueueing: a job can start before `enqueue` even returns.
+  const started = new Set<string>();
+  events.on('active', ({ jobId }) => started.add(jobId));
   for (let index = 0; index < 200; index += 1) {
     const id = await service.enqueue('system.noop', {});
-    const jobId = id.split('.')[1];
-    await new Promise<void>((done) => {
-      const onActive = ({ jobId: active }: { jobId: string }) => {
-        if (active !== jobId) return;
-        events.off('active', onActive);
-        done();
-      };
-      events.on('active', onActive);
-    });
+    const jobId = id.split('.')[1] as string;
+    while (!started.has(jobId)) await new Promise((done) => setTimeout(done, 1));
     const status = await service.getStatus(id);
     const created = Date.parse(status?.timestamps.createdAt ?? '');
     const startedAt = Date.parse(status?.timestamps.startedAt ?? '');

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { dashboardPlugin } from './plugins/dashboard.js';
 import dbPlugin from './plugins/db.js';
@@ -47,7 +47,7 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     // One line per request (plugins/lifecycle.ts) instead of Fastify's two.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Honour a sane incoming x-request-id so a request can be traced across services.
     genReqId: (request) => {
       const incoming = request.headers['x-request-id'];
