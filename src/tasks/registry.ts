@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Static, TSchema } from 'typebox';
-import Value from 'typebox/value';
+import Compile, { type Validator } from 'typebox/compile';
 import type { FieldError } from '../plugins/problem.js';
 import type { QueueName } from './queues.js';
 
@@ -44,10 +44,23 @@ export function defineTask<Payload extends TSchema>(
   return definition;
 }
 
+const validators = new WeakMap<TaskDefinition, Validator>();
+
+/** The task's payload schema compiled once (a job is checked on enqueue and again in the worker). */
+function validatorOf(definition: TaskDefinition): Validator {
+  let validator = validators.get(definition);
+  if (!validator) {
+    validator = Compile(definition.payload);
+    validators.set(definition, validator);
+  }
+  return validator;
+}
+
 /** Validate a payload against the task's schema; field errors in the same shape as request errors. */
 export function payloadErrors(definition: TaskDefinition, payload: unknown): FieldError[] {
-  if (Value.Check(definition.payload, payload)) return [];
-  return Value.Errors(definition.payload, payload).map((error) => {
+  const validator = validatorOf(definition);
+  if (validator.Check(payload)) return [];
+  return validator.Errors(payload).map((error) => {
     const params = error.params as Record<string, unknown>;
     const base = error.instancePath.replace(/^\//, '');
     const child = params.requiredProperties ?? params.missingProperty ?? params.additionalProperties;
