@@ -10,7 +10,7 @@ export PID_FILE
 
 SOURCES := $(shell find src -name '*.ts') tsconfig.json
 
-.PHONY: help install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench bench-tasks k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down
+.PHONY: help install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench bench-tasks load-test performance-report k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,12 @@ bench: install ## LEVEL 1 vs 2 vs 3 vs PM2 on the CPU-bound route, and reloads u
 
 bench-tasks: dist/main.js ## Task system vs raw BullMQ (no-op jobs), enqueue endpoint, enqueue-to-start latency
 	npx tsx scripts/bench-tasks.ts
+
+load-test: dist/main.js ## Load one LEVEL (default 1) with loadtest/scenarios.json at RATE/s for DURATION s; QUICK=1, URL=... (k6 if installed)
+	npx tsx loadtest/run.ts --level $(or $(LEVEL),1) $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) $(if $(QUICK),--quick) $(if $(URL),--url $(URL))
+
+performance-report: dist/main.js ## Newest load-test result per level -> loadtest/results/performance-report.md + SVG charts (RUN=1: quick runs of levels 1-3 first)
+	npx tsx loadtest/report.ts $(if $(RUN),--run)
 
 K8S_OVERLAY ?= dev
 K8S_NAMESPACE ?= $(if $(filter prod,$(K8S_OVERLAY)),node-levels,node-levels-dev)
