@@ -12,6 +12,7 @@ import metricsPlugin, { type MetricsOptions } from './plugins/metrics.js';
 import { ProblemSchema } from './plugins/problem.js';
 import readinessPlugin from './plugins/readiness.js';
 import securityPlugin from './plugins/security.js';
+import sharedStatePlugin from './plugins/shared-state.js';
 import tasksPlugin from './plugins/tasks.js';
 import { exampleRoutes } from './routes/examples.js';
 import { healthRoutes, type ProcessIdentity } from './routes/health.js';
@@ -67,9 +68,10 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   await app.register(readinessPlugin);
   await app.register(dbPlugin, settings);
   await app.register(tasksPlugin, settings);
+  await app.register(sharedStatePlugin, settings);
 
   await app.register(healthRoutes, { identity: options.identity ?? { workerId: 0, generation: 0 } });
-  await app.register(itemRoutes);
+  await app.register(itemRoutes, { cacheTtl: settings.CACHE_TTL });
   await app.register(exampleRoutes);
   await app.register(taskRoutes);
   if (settings.ENABLE_BACKGROUND_TASKS && settings.BULL_BOARD_USER)

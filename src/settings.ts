@@ -219,6 +219,30 @@ export const settingsSchema = Type.Object({
     default: 3001,
     description: 'Task worker liveness and metrics port (GET /health/live, /metrics; 0 = off)',
   }),
+  ENABLE_DISTRIBUTED_MODE: Type.Optional(
+    Type.Boolean({
+      description:
+        'Keep rate limits and cache in Redis, shared by all workers and nodes (default: on at LEVEL>=2 when a Redis URL is set)',
+    }),
+  ),
+  SHARED_CACHE_URL: Type.Optional(
+    Type.String({ description: 'Redis for the shared cache and rate limits (default: REDIS_URL)' }),
+  ),
+  RATE_LIMIT_MAX: Type.Integer({
+    minimum: 0,
+    default: 0,
+    description: 'Requests per client IP per window on /api routes (0 = no limit)',
+  }),
+  RATE_LIMIT_WINDOW: Type.Number({ exclusiveMinimum: 0, default: 60, description: 'Rate-limit window (s)' }),
+  RATE_LIMIT_FAIL_OPEN: Type.Boolean({
+    default: true,
+    description: 'With the shared store unreachable: true lets requests through, false answers 503',
+  }),
+  CACHE_TTL: Type.Number({
+    exclusiveMinimum: 0,
+    default: 60,
+    description: 'Seconds a cached item stays valid (invalidated on change)',
+  }),
   BULL_BOARD_USER: Type.String({
     default: '',
     description: 'bull-board dashboard (/admin/queues) basic-auth user; empty = dashboard off',
@@ -425,6 +449,19 @@ function checkBackgroundTasks(settings: Settings, production: boolean): SettingP
     });
   }
   return problems;
+}
+
+/** Distributed mode: explicit, or on from LEVEL>=2 when some Redis URL is configured. */
+export function isDistributed(settings: Settings): boolean {
+  return (
+    settings.ENABLE_DISTRIBUTED_MODE ??
+    (settings.LEVEL >= 2 && (settings.SHARED_CACHE_URL ?? settings.REDIS_URL) !== undefined)
+  );
+}
+
+/** The Redis behind the shared cache and rate limits. */
+export function sharedCacheUrlOf(settings: Settings): string {
+  return settings.SHARED_CACHE_URL ?? redisUrlOf(settings);
 }
 
 /** The Redis the task system uses: REDIS_URL, or the local development Redis outside production. */

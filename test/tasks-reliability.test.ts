@@ -101,7 +101,10 @@ describe('Redis restart', () => {
         try {
           const socket = await import('node:net').then(({ connect }) => connect(redisPort, '127.0.0.1'));
           return await new Promise<boolean>((resolve) => {
-            socket.once('connect', () => (socket.destroy(), resolve(true)));
+            socket.once('connect', () => {
+              socket.destroy();
+              resolve(true);
+            });
             socket.once('error', () => resolve(false));
           });
         } catch {

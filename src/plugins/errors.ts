@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { isDatabaseUnavailable } from '../db/pool.js';
+import { isRedisUnavailable } from '../tasks/connection.js';
 import { type FieldError, PROBLEM_CONTENT_TYPE, type Problem, problem } from './problem.js';
 
 interface ValidationIssue {
@@ -42,8 +43,7 @@ export function toProblem(error: FastifyError, production: boolean): Problem {
     return problem(400, `Invalid ${error.validationContext ?? 'request'}: ${summary}`, { errors });
   }
   if (isDatabaseUnavailable(error)) return problem(503, 'The database is unavailable; retry shortly');
-  if (error.code === 'REDIS_UNAVAILABLE')
-    return problem(503, 'The task queue (Redis) is unavailable; retry shortly');
+  if (isRedisUnavailable(error)) return problem(503, 'Redis is unavailable; retry shortly');
   const status = CLIENT_ERROR_STATUS[error.code] ?? error.statusCode ?? 500;
   if (status >= 400 && status < 500) {
     const detail =

@@ -36,7 +36,9 @@ const ItemPage = Type.Object({
 
 const errors = { 400: problemRef, 404: problemRef, 503: problemRef };
 
-export const itemRoutes: FastifyPluginAsyncTypebox = async (app) => {
+const cacheKey = (id: number) => `item:${id}`;
+
+export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async (app, { cacheTtl }) => {
   const items = new ItemRepository(app.db);
   const notFound = (id: number) => problem(404, `Item ${id} does not exist`);
 
@@ -95,7 +97,10 @@ export const itemRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const item = await items.get(request.params.id);
+      // Shared cache (Redis when distributed): every worker sees the same entry and its invalidation.
+      const item = await app.cache.getOrLoad(cacheKey(request.params.id), cacheTtl, () =>
+        items.get(request.params.id),
+      );
       return item ?? sendProblem(reply, request, notFound(request.params.id));
     },
   );
@@ -113,6 +118,7 @@ export const itemRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const item = await items.update(request.params.id, request.body);
+      await app.cache.invalidate(cacheKey(request.params.id));
       return item ?? sendProblem(reply, request, notFound(request.params.id));
     },
   );
@@ -128,8 +134,9 @@ export const itemRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      if (!(await items.delete(request.params.id)))
-        return sendProblem(reply, request, notFound(request.params.id));
+      const deleted = await items.delete(request.params.id);
+      await app.cache.invalidate(cacheKey(request.params.id));
+      if (!deleted) return sendProblem(reply, request, notFound(request.params.id));
       return reply.code(204).send(null);
     },
   );

@@ -56,16 +56,18 @@ export async function withRedis<T>(
     ]);
   } catch (error) {
     if (error instanceof RedisUnavailableError) throw error;
-    const message = error instanceof Error ? error.message : String(error);
-    if (
-      /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|max retries|Stream isn't writeable/i.test(
-        message,
-      )
-    ) {
-      throw new RedisUnavailableError(message);
-    }
+    if (isRedisUnavailable(error)) throw new RedisUnavailableError((error as Error).message);
     throw error;
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** True when an error means "Redis cannot be reached now" (the fail-fast connection refused the call). */
+export function isRedisUnavailable(error: unknown): boolean {
+  if (error instanceof RedisUnavailableError) return true;
+  const message = error instanceof Error ? error.message : '';
+  return /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|max retries|Stream isn't writeable/i.test(
+    message,
+  );
 }

@@ -1,0 +1,46 @@
+import rateLimit from '@fastify/rate-limit';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Redis } from 'ioredis';
+import { type Cache, MemoryCache, RedisCache } from '../cache/cache.js';
+import { isDistributed, type Settings, sharedCacheUrlOf } from '../settings.js';
+import { createProducerConnection } from '../tasks/connection.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    cache: Cache;
+  }
+}
+
+/**
+ * State that must agree across workers and nodes: the rate limit and the cache. In this process at
+ * LEVEL=1; in Redis in distributed mode, so a limit of N means N for the whole service.
+ */
+async function sharedStatePlugin(app: FastifyInstance, settings: Settings): Promise<void> {
+  let redis: Redis | undefined;
+  if (isDistributed(settings)) {
+    redis = createProducerConnection(sharedCacheUrlOf(settings));
+    redis.on('error', () => {}); // surfaced per call; the connection retries in the background
+    app.addHook('onClose', async () => redis?.disconnect());
+  }
+  const cache: Cache = redis ? new RedisCache(redis, `${settings.QUEUE_PREFIX}:cache:`) : new MemoryCache();
+  app.decorate('cache', cache);
+
+  if (settings.RATE_LIMIT_MAX > 0) {
+    await app.register(rateLimit, {
+      max: settings.RATE_LIMIT_MAX,
+      timeWindow: settings.RATE_LIMIT_WINDOW * 1000,
+      ...(redis ? { redis, nameSpace: `${settings.QUEUE_PREFIX}:rate-limit:` } : {}),
+      // Redis unreachable: let requests through (default) or refuse them; never wait.
+      skipOnError: settings.RATE_LIMIT_FAIL_OPEN,
+      allowList: (request) => !request.url.startsWith('/api/'),
+      errorResponseBuilder: (_request, context) => ({
+        statusCode: context.statusCode,
+        code: 'RATE_LIMITED',
+        message: `Rate limit exceeded: ${context.max} requests per ${context.after}; retry later`,
+      }),
+    });
+  }
+}
+
+export default fp(sharedStatePlugin, { name: 'shared-state' });

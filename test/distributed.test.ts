@@ -1,0 +1,145 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestApp } from './helpers/app.js';
+import { answeringPids, startCluster } from './helpers/cluster.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import type { ServerProcess } from './helpers/process.js';
+import { dropPrefix, REDIS_URL, uniquePrefix } from './helpers/tasks.js';
+
+let database: TestDatabase;
+const servers: ServerProcess[] = [];
+const prefixes: string[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await Promise.all(servers.map((server) => server.stop('SIGKILL')));
+  for (const prefix of prefixes) await dropPrefix(prefix);
+  await database?.drop();
+});
+
+async function distributedCluster(env: Record<string, string>): Promise<ServerProcess> {
+  const prefix = uniquePrefix();
+  prefixes.push(prefix);
+  const server = await startCluster({
+    LEVEL: '2',
+    WORKERS: '2',
+    DATABASE_URL: database.url,
+    REDIS_URL,
+    QUEUE_PREFIX: prefix,
+    ...env,
+  });
+  servers.push(server);
+  return server;
+}
+
+/** A fresh connection per request, so the primary spreads them over both workers. */
+const get = (server: ServerProcess, path: string) =>
+  fetch(`${server.baseUrl}${path}`, { headers: { connection: 'close' } });
+
+describe('distributed mode at LEVEL=2 (2 workers, Redis)', () => {
+  it('a limit of N lets exactly N through across both workers, then 429 with Retry-After', async () => {
+    const server = await distributedCluster({ RATE_LIMIT_MAX: '10', RATE_LIMIT_WINDOW: '60' });
+    expect((await answeringPids(server, 2)).size).toBe(2); // not rate limited: outside /api
+    const statuses: number[] = [];
+    let limited: Response | undefined;
+    for (let index = 0; index < 16; index += 1) {
+      const response = await get(server, '/api/examples/hash?rounds=1');
+      statuses.push(response.status);
+      if (response.status === 429) limited ??= response;
+      else await response.arrayBuffer();
+    }
+    expect(statuses.filter((status) => status === 200)).toHaveLength(10);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(6);
+    expect(limited?.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect(limited?.headers.get('x-ratelimit-limit')).toBe('10');
+    expect(limited?.headers.get('content-type')).toMatch(/problem\+json/);
+    expect(((await (limited as Response).json()) as { detail: string }).detail).toMatch(
+      /Rate limit exceeded: 10 requests per/,
+    );
+  });
+
+  it('an update through one worker is never served stale by the other after invalidation', async () => {
+    const server = await distributedCluster({});
+    const created = await fetch(`${server.baseUrl}/api/items`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', connection: 'close' },
+      body: JSON.stringify({ name: 'before' }),
+    });
+    const { id } = (await created.json()) as { id: number };
+    // Warm the shared cache through both workers.
+    for (let index = 0; index < 6; index += 1)
+      expect(((await (await get(server, `/api/items/${id}`)).json()) as { name: string }).name).toBe(
+        'before',
+      );
+    const patched = await fetch(`${server.baseUrl}/api/items/${id}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', connection: 'close' },
+      body: JSON.stringify({ name: 'after' }),
+    });
+    expect(patched.status).toBe(200);
+    const names = new Set<string>();
+    for (let index = 0; index < 10; index += 1)
+      names.add(((await (await get(server, `/api/items/${id}`)).json()) as { name: string }).name);
+    expect([...names]).toEqual(['after']);
+    await fetch(`${server.baseUrl}/api/items/${id}`, { method: 'DELETE', headers: { connection: 'close' } });
+    for (let index = 0; index < 4; index += 1)
+      expect((await get(server, `/api/items/${id}`)).status).toBe(404);
+  });
+});
+
+describe('shared store unreachable', () => {
+  it('fails open by default and never makes a request hang', async () => {
+    const app = await buildTestApp(database.url, {
+      ENABLE_DISTRIBUTED_MODE: 'true',
+      SHARED_CACHE_URL: 'redis://127.0.0.1:1',
+      RATE_LIMIT_MAX: '3',
+    });
+    const created = await app.inject({ method: 'POST', url: '/api/items', payload: { name: 'x' } });
+    const startedAt = Date.now();
+    for (let index = 0; index < 6; index += 1)
+      expect((await app.inject(`/api/items/${created.json().id}`)).statusCode).toBe(200);
+    expect(Date.now() - startedAt).toBeLessThan(3000);
+    await app.close();
+  });
+
+  it('fails closed with 503 when RATE_LIMIT_FAIL_OPEN=false', async () => {
+    const app = await buildTestApp(database.url, {
+      ENABLE_DISTRIBUTED_MODE: 'true',
+      SHARED_CACHE_URL: 'redis://127.0.0.1:1',
+      RATE_LIMIT_MAX: '3',
+      RATE_LIMIT_FAIL_OPEN: 'false',
+    });
+    const startedAt = Date.now();
+    const response = await app.inject('/api/examples/hash?rounds=1');
+    expect(Date.now() - startedAt).toBeLessThan(3000);
+    expect(response.statusCode).toBe(503);
+    expect(response.headers['retry-after']).toBeDefined();
+    await app.close();
+  });
+});
+
+describe('shared cache', () => {
+  it('loads a missing key once when many callers in several processes miss it together', async () => {
+    const { Redis } = await import('ioredis');
+    const { RedisCache } = await import('../src/cache/cache.js');
+    const prefix = uniquePrefix();
+    prefixes.push(prefix);
+    const connections = [new Redis(REDIS_URL), new Redis(REDIS_URL)];
+    const caches = connections.map((connection) => new RedisCache(connection, `${prefix}:cache:`));
+    let loads = 0;
+    const load = async () => {
+      loads += 1;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return { value: 42 };
+    };
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, index) =>
+        (caches[index % 2] as InstanceType<typeof RedisCache>).getOrLoad('hot', 30, load),
+      ),
+    );
+    expect(results.every((result) => result.value === 42)).toBe(true);
+    expect(loads).toBe(1);
+    for (const connection of connections) connection.disconnect();
+  });
+});
