@@ -1,9 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
+import { freePort, portOpen, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'embedded-pg-'));
 const servers: ServerProcess[] = [];
@@ -12,17 +11,6 @@ afterAll(async () => {
   await Promise.all(servers.map((server) => server.stop('SIGKILL')));
   rmSync(dataDir, { recursive: true, force: true });
 });
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 async function start(pgPort: number): Promise<ServerProcess> {
   const server = startProcess({

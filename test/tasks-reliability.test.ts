@@ -4,7 +4,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { logsWith, startCluster, until } from './helpers/cluster.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { freePort, isAlive, type ServerProcess, waitForHttp } from './helpers/process.js';
+import { freePort, isAlive, portOpen, type ServerProcess, waitForHttp } from './helpers/process.js';
 import {
   buildTaskApp,
   dropPrefix,
@@ -96,24 +96,7 @@ describe('Redis restart', () => {
       return child;
     };
     let redis = startRedis();
-    await until(
-      async () => {
-        try {
-          const socket = await import('node:net').then(({ connect }) => connect(redisPort, '127.0.0.1'));
-          return await new Promise<boolean>((resolve) => {
-            socket.once('connect', () => {
-              socket.destroy();
-              resolve(true);
-            });
-            socket.once('error', () => resolve(false));
-          });
-        } catch {
-          return false;
-        }
-      },
-      5000,
-      'redis-server to listen',
-    );
+    await until(() => portOpen(redisPort), 5000, 'redis-server to listen');
     const prefix = newPrefix();
     const env = taskEnv(prefix, { REDIS_URL: `redis://127.0.0.1:${redisPort}` });
     const app = await buildTaskApp(database.url, prefix, env);

@@ -8,11 +8,10 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ROOT } from '../../helpers/process.js';
+import { portOpen, ROOT } from '../../helpers/process.js';
 import { type Child, type ChildOptions, startChild } from './child.js';
 
 export const NGINX_BIN = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
@@ -129,17 +128,6 @@ export async function checkNginx(dir: string): Promise<{ code: number | null; ou
   const child = startChild(NGINX_BIN, nginxArgs(dir, ['-t']), output(dir, 'check'));
   const exit = await child.exited;
   return { code: exit.code, output: child.stderr() + child.stdout() };
-}
-
-async function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 /** Render and start nginx in the foreground as a child process; resolves once it accepts connections. */
