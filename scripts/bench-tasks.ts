@@ -40,7 +40,7 @@ function settingsFor(prefix: string) {
 }
 
 /** Every job added has been taken and finished (completed jobs are trimmed, so count what is left). */
-async function waitForCompleted(queue: Queue, _total: number): Promise<void> {
+async function waitForCompleted(queue: Queue): Promise<void> {
   for (;;) {
     // Not 'delayed': the recurring maintenance job always waits there for its next run.
     const counts = await queue.getJobCounts('waiting', 'prioritized', 'active');
@@ -92,7 +92,7 @@ async function throughputOurs(): Promise<number> {
       Array.from({ length: Math.min(batch, jobs - index) }, () => ({})),
     );
   }
-  await waitForCompleted(probe, jobs);
+  await waitForCompleted(probe);
   const elapsed = (performance.now() - started) / 1000;
   worker.kill('SIGTERM');
   await new Promise((done) => worker.once('exit', done));
@@ -134,7 +134,7 @@ async function throughputRaw(): Promise<number> {
       })),
     );
   }
-  await waitForCompleted(queue, jobs);
+  await waitForCompleted(queue);
   const elapsed = (performance.now() - started) / 1000;
   worker.kill('SIGTERM');
   await new Promise((done) => worker.once('exit', done));
