@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import affinityPlugin from './plugins/affinity.js';
 import { dashboardPlugin } from './plugins/dashboard.js';
 import dbPlugin from './plugins/db.js';
 import docsPlugin from './plugins/docs.js';
@@ -69,6 +70,7 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   await app.register(dbPlugin, settings);
   await app.register(tasksPlugin, settings);
   await app.register(sharedStatePlugin, settings);
+  if (settings.SESSION_AFFINITY) await app.register(affinityPlugin);
 
   await app.register(healthRoutes, { identity: options.identity ?? { workerId: 0, generation: 0 } });
   await app.register(itemRoutes, { cacheTtl: settings.CACHE_TTL });

@@ -243,6 +243,11 @@ export const settingsSchema = Type.Object({
     default: 60,
     description: 'Seconds a cached item stays valid (invalidated on change)',
   }),
+  SESSION_AFFINITY: Type.Boolean({
+    default: false,
+    description:
+      'Sticky sessions: the app issues the lb_affinity cookie and the nginx/Traefik templates pin each client to one server',
+  }),
   BULL_BOARD_USER: Type.String({
     default: '',
     description: 'bull-board dashboard (/admin/queues) basic-auth user; empty = dashboard off',

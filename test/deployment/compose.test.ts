@@ -5,7 +5,7 @@
  * (fixtures/compose-spec.schema.json), and for what they must say, read as Compose reads them.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
@@ -149,6 +149,28 @@ describe.skipIf(!dockerCompose)(`docker-compose config (${dockerCompose})`, () =
     }
   });
 
+  it('SESSION_AFFINITY picks the nginx balancing file that exists in the repository, and reaches the app', () => {
+    for (const mode of ['false', 'true']) {
+      const result = run(
+        ['--profile', 'proxy', '-f', BASE, 'config'],
+        mode === 'false' ? {} : { SESSION_AFFINITY: mode },
+      );
+      expect(result.status, result.stderr).toBe(0);
+      const rendered = parse(result.stdout) as ComposeFile;
+      const mounts = (service(rendered, 'nginx').volumes ?? []) as Array<
+        string | { source: string; target: string }
+      >;
+      const affinity = mounts
+        .map((mount) =>
+          typeof mount === 'string' ? { source: mount.split(':')[0], target: mount.split(':')[1] } : mount,
+        )
+        .find((mount) => mount.target === '/etc/nginx/affinity.conf');
+      expect(affinity?.source).toBe(join(ROOT, `deployment/nginx/affinity/${mode}.conf`));
+      expect(statSync(affinity?.source as string).isFile()).toBe(true);
+      expect(service(rendered, 'api').environment?.SESSION_AFFINITY).toBe(mode);
+    }
+  });
+
   it('the production override refuses to render without DATABASE_URL and REDIS_URL, and renders with them', () => {
     const missing = run(['-f', BASE, '-f', PROD, 'config'], { REDIS_URL: PROD_ENV.REDIS_URL });
     expect(missing.status).not.toBe(0);
@@ -286,7 +308,10 @@ describe('docker-compose.yml', () => {
     expect(service(base, 'api').ports).toEqual(['127.0.0.1:3000:3000']);
     const nginx = service(base, 'nginx');
     expect(nginx.profiles).toEqual(['proxy']);
-    expect(nginx.volumes).toEqual(['./deployment/nginx:/etc/nginx:ro']);
+    expect(nginx.volumes).toEqual([
+      './deployment/nginx:/etc/nginx:ro',
+      './deployment/nginx/affinity/false.conf:/etc/nginx/affinity.conf:ro', // SESSION_AFFINITY unset
+    ]);
     const upstream = readFileSync(join(ROOT, 'deployment/nginx/upstream.conf'), 'utf8');
     const host = /^\s*server ([\w-]+):(\d+) /m.exec(upstream);
     expect(host?.[1]).toBe('api');

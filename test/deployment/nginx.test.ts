@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as connectTls } from 'node:tls';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AFFINITY_COOKIE } from '../../src/plugins/affinity.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { startLoad } from '../helpers/load.js';
 import { freePort, type ServerProcess, startProcess, waitForHttp } from '../helpers/process.js';
@@ -27,15 +28,25 @@ const seconds = (pattern: RegExp, text: string): number => Number(pattern.exec(t
 const failTimeout = seconds(/fail_timeout=(\d+)s/, upstreamConf);
 
 describe('nginx templates (static)', () => {
-  it('upstream: least_conn before keepalive, passive health checks, idle timeout below the app keep-alive', () => {
+  it('upstream: balancing method before keepalive, passive health checks, idle timeout below the app keep-alive', () => {
     const body = upstreamConf.replace(/#.*$/gm, '');
-    expect(body.indexOf('least_conn;')).toBeGreaterThan(-1);
-    expect(body.indexOf('least_conn;')).toBeLessThan(body.indexOf('keepalive '));
+    expect(body.indexOf('include affinity.conf;')).toBeGreaterThan(-1);
+    expect(body.indexOf('include affinity.conf;')).toBeLessThan(body.indexOf('keepalive '));
     expect(body).toMatch(/server api:3000 max_fails=\d+ fail_timeout=\d+s;/);
     expect(body).toMatch(/zone app_servers \d+k;/); // one state for all nginx workers
     const appKeepAlive = settingDefault('KEEP_ALIVE_TIMEOUT') as number;
     expect(appKeepAlive).toBe(65);
     expect(seconds(/keepalive_timeout (\d+)s;/, body)).toBeLessThan(appKeepAlive);
+  });
+
+  it('SESSION_AFFINITY: affinity.conf links to false.conf (least_conn); true.conf hashes the affinity key', () => {
+    const code = (file: string) => readFileSync(join(NGINX_DIR, file), 'utf8').replace(/#.*$/gm, '').trim();
+    expect(readlinkSync(join(NGINX_DIR, 'affinity.conf'))).toBe('affinity/false.conf');
+    expect(code('affinity/false.conf')).toBe('least_conn;');
+    expect(code('affinity/true.conf')).toBe('hash $affinity_key consistent;');
+    // The cookie the map reads is the one the app issues.
+    expect(mainConf).toContain(`map $cookie_${AFFINITY_COOKIE} $affinity_key {`);
+    expect(settingDefault('SESSION_AFFINITY')).toBe(false);
   });
 
   it('retries idempotent requests only, uses HTTP/1.1 upstream and the upgrade map, limits with 429', () => {
@@ -186,6 +197,7 @@ describe.skipIf(!hasNginx)(`nginx in front of two app processes (${NGINX_BIN})`,
     expect(response.headers.get('referrer-policy')).toBe('no-referrer');
     expect(response.headers.get('server')).toBe('nginx');
     expect(response.headers.get('x-request-id')).toBe('trace-123');
+    expect(response.headers.get('set-cookie')).toBeNull(); // SESSION_AFFINITY=false: no sticky cookie
     const generated = await fetch(`${nginx.baseUrl}/health/live`);
     expect(generated.headers.get('x-request-id')).toMatch(/^[0-9a-f]{32}$/);
     const tooBig = await fetch(`${nginx.baseUrl}/api/items`, {
@@ -194,6 +206,82 @@ describe.skipIf(!hasNginx)(`nginx in front of two app processes (${NGINX_BIN})`,
       body: JSON.stringify({ name: 'x'.repeat(1024 * 1024 + 10) }),
     });
     expect(tooBig.status).toBe(413);
+  });
+});
+
+describe.skipIf(!hasNginx)('nginx with SESSION_AFFINITY=true in front of two app processes', () => {
+  let database: TestDatabase;
+  let nginx: Nginx;
+  const nodes: ServerProcess[] = [];
+
+  /** One request as a client with this cookie jar (at most the affinity cookie). */
+  async function visit(jar: {
+    cookie?: string;
+  }): Promise<{ pid: number; setCookie: string | null; id: string }> {
+    const response = await fetch(`${nginx.baseUrl}/health/worker`, {
+      headers: jar.cookie ? { cookie: jar.cookie } : {},
+      signal: AbortSignal.timeout(5000),
+    });
+    expect(response.status).toBe(200);
+    const setCookie = response.headers.get('set-cookie');
+    if (setCookie) jar.cookie = setCookie.split(';')[0];
+    const id = response.headers.get('x-request-id') ?? '';
+    return { pid: ((await response.json()) as { pid: number }).pid, setCookie, id };
+  }
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const ports = [await freePort(), await freePort()];
+    for (const port of ports) {
+      const node = startProcess({
+        DATABASE_URL: database.url,
+        PORT: String(port),
+        LEVEL: '1',
+        TRUST_PROXY: 'true',
+        SESSION_AFFINITY: 'true',
+        LOG_LEVEL: 'warn',
+      });
+      nodes.push(node);
+    }
+    await Promise.all(nodes.map((node) => waitForHttp(`${node.baseUrl}/health/ready`)));
+    nginx = await startNginx({ port: await freePort(), upstreamPorts: ports, sessionAffinity: true });
+    await waitForHttp(`${nginx.baseUrl}/health/ready`);
+  });
+
+  afterAll(async () => {
+    await nginx?.stop();
+    await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
+    await database?.drop();
+  });
+
+  it('a new client gets the cookie on its first answer and stays on that server from its first request on', async () => {
+    const firstPids = new Set<number>();
+    for (let client = 0; client < 16; client++) {
+      const jar: { cookie?: string } = {};
+      const first = await visit(jar);
+      // The cookie carries the request id nginx hashed for this first request.
+      expect(first.setCookie).toBe(`${AFFINITY_COOKIE}=${first.id}; Path=/; HttpOnly; SameSite=Lax`);
+      firstPids.add(first.pid);
+      for (let again = 0; again < 8; again++) {
+        const next = await visit(jar);
+        expect(next.pid).toBe(first.pid);
+        expect(next.setCookie).toBeNull(); // issued once
+      }
+    }
+    // Stickiness is per client, not one server for everyone: 16 clients land on both servers.
+    expect([...firstPids].sort()).toEqual(nodes.map((node) => node.child.pid).sort());
+  });
+
+  it("when a client's server dies, the client moves to the other one without a failed GET", async () => {
+    const jar: { cookie?: string } = {};
+    const home = (await visit(jar)).pid;
+    const victim = nodes.find((node) => node.child.pid === home) as ServerProcess;
+    victim.child.kill('SIGKILL');
+    await victim.exited;
+    const after = await Promise.all(Array.from({ length: 5 }, () => visit({ ...jar })));
+    expect(new Set(after.map((answer) => answer.pid))).toEqual(
+      new Set(nodes.filter((node) => node !== victim).map((node) => node.child.pid)),
+    );
   });
 });
 

@@ -41,20 +41,44 @@ function rulePaths(rule: string): string[] {
   return [...rule.matchAll(/Path(?:Prefix)?\(`([^`]+)`\)/g)].map((match) => match[1] as string);
 }
 
-/** Docker labels (`traefik.a.b.c=value`) as a tree with lower-case keys, as Traefik reads them. */
+/**
+ * Docker labels (`traefik.a.b.c=value`) as a tree with lower-case keys, as Traefik reads them. A key
+ * that has both a value and children (`sticky.cookie=true` beside `sticky.cookie.name=...`) keeps its
+ * value under `$value`.
+ */
 function labelTree(labels: string[]): Tree {
   const tree: Tree = {};
+  const branch = (node: Tree, part: string): Tree => {
+    const current = node[part];
+    if (current === undefined || typeof current === 'string') {
+      node[part] = current === undefined ? {} : { $value: current };
+    }
+    return node[part] as Tree;
+  };
   for (const label of labels) {
     const [key, ...rest] = label.split('=');
     const path = (key as string).toLowerCase().split('.').slice(1);
     let node = tree;
-    for (const part of path.slice(0, -1)) {
-      node[part] = node[part] ?? {};
-      node = node[part] as Tree;
-    }
-    node[path.at(-1) as string] = rest.join('=');
+    for (const part of path.slice(0, -1)) node = branch(node, part);
+    const leaf = path.at(-1) as string;
+    if (typeof node[leaf] === 'object') (node[leaf] as Tree).$value = rest.join('=');
+    else node[leaf] = rest.join('=');
   }
   return tree;
+}
+
+/**
+ * What Traefik's file provider does with dynamic.yml before parsing it, for the one template action the
+ * file uses: `{{ if eq (env "NAME") "value" }}...{{ end }}`. Anything else is refused, so a new action
+ * in the file fails here instead of going untested.
+ */
+function renderTemplate(text: string, env: Record<string, string>): string {
+  const conditional = /\{\{ if eq \(env "(\w+)"\) "([^"]*)" \}\}([\s\S]*?)\{\{ end \}\}/g;
+  const rendered = text.replace(conditional, (_match, name: string, value: string, body: string) =>
+    env[name] === value ? body : '',
+  );
+  if (rendered.includes('{{')) throw new Error(`unsupported template action in dynamic.yml: ${rendered}`);
+  return rendered;
 }
 
 /** Lower-case keys and string values (arrays comma-joined), so file and label forms compare equal. */
@@ -182,9 +206,31 @@ describe('deployment/traefik/dynamic.yml', () => {
   });
 });
 
+describe('SESSION_AFFINITY in dynamic.yml (a Go template Traefik renders with its environment)', () => {
+  const text = readFileSync(join(DIR, 'dynamic.yml'), 'utf8');
+  const loadBalancer = (env: Record<string, string>) =>
+    (parse(renderTemplate(text, env)) as { http: { services: { app: { loadBalancer: Tree } } } }).http
+      .services.app.loadBalancer;
+
+  it('true: a sticky cookie, HttpOnly, SameSite=Lax; false or unset: no stickiness', () => {
+    expect(loadBalancer({ SESSION_AFFINITY: 'true' }).sticky).toEqual({
+      cookie: { name: 'lb_sticky', httpOnly: true, sameSite: 'lax' },
+    });
+    expect(loadBalancer({ SESSION_AFFINITY: 'false' }).sticky).toBeUndefined();
+    expect(loadBalancer({}).sticky).toBeUndefined();
+    // Everything else is the same either way.
+    const { sticky: _sticky, ...rest } = loadBalancer({ SESSION_AFFINITY: 'true' });
+    expect(rest).toEqual(loadBalancer({}));
+  });
+
+  it('the template renderer here refuses actions it does not know (so the test above can fail)', () => {
+    expect(() => renderTemplate('a: {{ env "X" }}', {})).toThrow(/unsupported template action/);
+  });
+});
+
 describe('the Docker-label version in docker-compose.yml (profile traefik)', () => {
-  const compose = loadCompose(join(ROOT, 'docker-compose.yml'));
-  const labels = compose.services['api-replicas']?.labels as string[];
+  const compose = (env: Record<string, string> = {}) => loadCompose(join(ROOT, 'docker-compose.yml'), env);
+  const labels = compose().services['api-replicas']?.labels as string[];
   const tree = labelTree(labels) as { enable: string; http: Tree };
 
   it('routes the same way as dynamic.yml: routers, middlewares and health check are equal', () => {
@@ -201,8 +247,24 @@ describe('the Docker-label version in docker-compose.yml (profile traefik)', () 
     expect(Number(labelled.loadbalancer.server.port)).toBe(PORT);
   });
 
+  it('sticky cookie: switched by SESSION_AFFINITY (only "true" enables it), same cookie as dynamic.yml', () => {
+    const stickyCookie = (env: Record<string, string>) => {
+      const labelled = compose(env).services['api-replicas']?.labels as string[];
+      return (
+        (labelTree(labelled).http as Tree).services as { app: { loadbalancer: { sticky: { cookie: Tree } } } }
+      ).app.loadbalancer.sticky.cookie;
+    };
+    expect(stickyCookie({}).$value).toBe('false');
+    expect(stickyCookie({ SESSION_AFFINITY: 'true' }).$value).toBe('true');
+    const { $value: _enabled, ...cookie } = stickyCookie({});
+    const filed = parse(
+      renderTemplate(readFileSync(join(DIR, 'dynamic.yml'), 'utf8'), { SESSION_AFFINITY: 'true' }),
+    ).http.services.app.loadBalancer.sticky.cookie as Tree;
+    expect(cookie).toEqual(normalized(filed));
+  });
+
   it('the compose Traefik gets the same static settings as traefik.yml, as flags', () => {
-    const flags = ((compose.services.traefik?.command ?? []) as string[]).map((flag) => flag.toLowerCase());
+    const flags = ((compose().services.traefik?.command ?? []) as string[]).map((flag) => flag.toLowerCase());
     const web = (staticConfig.entryPoints as { web: { address: string; transport: Tree } }).web;
     expect(flags).toContain(`--entrypoints.web.address=${web.address}`);
     const lifeCycle = (web.transport as { lifeCycle: { requestAcceptGraceTimeout: string } }).lifeCycle;

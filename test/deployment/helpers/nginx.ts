@@ -6,6 +6,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +25,8 @@ export interface NginxOptions {
   upstreamPorts: number[];
   /** Enable tls/app-tls.conf.example on this port, with this certificate and key. */
   tls?: { port: number; cert: string; key: string };
+  /** SESSION_AFFINITY: which affinity/*.conf becomes affinity.conf, as docker-compose.yml mounts it. */
+  sessionAffinity?: boolean;
 }
 
 export interface Nginx {
@@ -62,6 +65,10 @@ export function renderNginx(options: NginxOptions): string {
     cpSync(join(NGINX_DIR, file), join(dir, file));
   }
   mkdirSync(join(dir, 'tls'));
+  cpSync(join(NGINX_DIR, 'affinity'), join(dir, 'affinity'), { recursive: true });
+  // What `ln -sf affinity/<mode>.conf affinity.conf` on a host, or the compose mount, does.
+  const mode = String(options.sessionAffinity ?? false);
+  symlinkSync(`affinity/${mode}.conf`, join(dir, 'affinity.conf'));
   let main = readFileSync(join(dir, 'nginx.conf'), 'utf8');
   main = replaceOnce(
     main,
