@@ -37,6 +37,13 @@ async function distributedCluster(env: Record<string, string>): Promise<ServerPr
 const get = (server: ServerProcess, path: string) =>
   fetch(`${server.baseUrl}${path}`, { headers: { connection: 'close' } });
 
+/** A sample's value in the server's /metrics (every worker's figures aggregated by the primary). */
+async function sample(server: ServerProcess, series: string): Promise<number> {
+  const text = await (await get(server, '/metrics')).text();
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+  return Number(line?.slice(series.length + 1) ?? Number.NaN);
+}
+
 describe('distributed mode at LEVEL=2 (2 workers, Redis)', () => {
   it('a limit of N lets exactly N through across both workers, then 429 with Retry-After', async () => {
     const server = await distributedCluster({ RATE_LIMIT_MAX: '10', RATE_LIMIT_WINDOW: '60' });
@@ -57,6 +64,8 @@ describe('distributed mode at LEVEL=2 (2 workers, Redis)', () => {
     expect(((await (limited as Response).json()) as { detail: string }).detail).toMatch(
       /Rate limit exceeded: 10 requests per/,
     );
+    // The dashboard's rejection panel: counted in whichever worker refused, summed over both.
+    expect(await sample(server, 'rate_limit_rejections_total{route="/api/examples/hash"}')).toBe(6);
   });
 
   it('an update through one worker is never served stale by the other after invalidation', async () => {
@@ -72,6 +81,9 @@ describe('distributed mode at LEVEL=2 (2 workers, Redis)', () => {
       expect(((await (await get(server, `/api/items/${id}`)).json()) as { name: string }).name).toBe(
         'before',
       );
+    // One load, then hits, whichever worker answered (the dashboard's hit ratio).
+    expect(await sample(server, 'cache_lookups_total{result="miss"}')).toBe(1);
+    expect(await sample(server, 'cache_lookups_total{result="hit"}')).toBe(5);
     const patched = await fetch(`${server.baseUrl}/api/items/${id}`, {
       method: 'PATCH',
       headers: { 'content-type': 'application/json', connection: 'close' },

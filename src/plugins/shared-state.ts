@@ -2,9 +2,17 @@ import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Redis } from 'ioredis';
+import client from 'prom-client';
 import { type Cache, MemoryCache, RedisCache } from '../cache/cache.js';
+import { withCacheMetrics } from '../cache/metrics.js';
 import { isDistributed, type Settings, sharedCacheUrlOf } from '../settings.js';
 import { createProducerConnection } from '../tasks/connection.js';
+
+const rateLimitRejections = new client.Counter({
+  name: 'rate_limit_rejections_total',
+  help: 'Requests answered 429 by the app rate limit (RATE_LIMIT_MAX), by route',
+  labelNames: ['route'] as const,
+});
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -23,7 +31,9 @@ async function sharedStatePlugin(app: FastifyInstance, settings: Settings): Prom
     redis.on('error', () => {}); // surfaced per call; the connection retries in the background
     app.addHook('onClose', async () => redis?.disconnect());
   }
-  const cache: Cache = redis ? new RedisCache(redis, `${settings.QUEUE_PREFIX}:cache:`) : new MemoryCache();
+  const cache: Cache = withCacheMetrics(
+    redis ? new RedisCache(redis, `${settings.QUEUE_PREFIX}:cache:`) : new MemoryCache(),
+  );
   app.decorate('cache', cache);
 
   if (settings.RATE_LIMIT_MAX > 0) {
@@ -34,6 +44,7 @@ async function sharedStatePlugin(app: FastifyInstance, settings: Settings): Prom
       // Redis unreachable: let requests through (default) or refuse them; never wait.
       skipOnError: settings.RATE_LIMIT_FAIL_OPEN,
       allowList: (request) => !request.url.startsWith('/api/'),
+      onExceeded: (request) => rateLimitRejections.inc({ route: request.routeOptions.url ?? 'unmatched' }),
       errorResponseBuilder: (_request, context) => ({
         statusCode: context.statusCode,
         code: 'RATE_LIMITED',
