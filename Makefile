@@ -10,7 +10,7 @@ export PID_FILE
 
 SOURCES := $(shell find src -name '*.ts') tsconfig.json
 
-.PHONY: help install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench bench-tasks load-test performance-report k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down
+.PHONY: help install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench bench-tasks load-test performance-report k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down monitoring-check
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -100,11 +100,14 @@ k8s-status: ## Deployments, pods, autoscalers, disruption budgets and the migrat
 	kubectl -n $(K8S_NAMESPACE) get deployments,pods,hpa,pdb,jobs -l app.kubernetes.io/name=node-levels-starter -o wide
 	-kubectl -n $(K8S_NAMESPACE) get scaledobjects -l app.kubernetes.io/name=node-levels-starter
 
-compose-up: ## docker compose up --build (api, worker, PostgreSQL, Redis); PROFILE=proxy|traefik adds a proxy
+compose-up: ## docker compose up --build (api, worker, PostgreSQL, Redis); PROFILE=proxy|traefik|monitoring adds a proxy or Prometheus + Grafana
 	docker compose $(if $(PROFILE),--profile $(PROFILE)) up --build
 
 compose-down: ## Stop everything compose started (volumes kept)
-	docker compose --profile proxy --profile traefik down
+	docker compose --profile proxy --profile traefik --profile monitoring down
+
+monitoring-check: ## promtool: check the Prometheus config and alert rules, run the alert unit tests
+	cd deployment/monitoring/prometheus && promtool check config prometheus.yml && promtool test rules alerts.test.yml
 
 clean: ## Remove build output (keeps .data/ with the embedded database)
 	rm -rf dist

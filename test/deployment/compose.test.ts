@@ -126,8 +126,19 @@ describe.skipIf(!dockerCompose)(`docker-compose config (${dockerCompose})`, () =
 
   it('accepts docker-compose.yml with no .env, and with both profiles', () => {
     // docker-compose 1.29 lists every service here whatever the profiles; `up` honours them.
-    const every = ['api', 'api-replicas', 'migrate', 'nginx', 'postgres', 'redis', 'traefik', 'worker'];
-    for (const profiles of [[], ['--profile', 'proxy', '--profile', 'traefik']]) {
+    const every = [
+      'api',
+      'api-replicas',
+      'grafana',
+      'migrate',
+      'nginx',
+      'postgres',
+      'prometheus',
+      'redis',
+      'traefik',
+      'worker',
+    ];
+    for (const profiles of [[], ['--profile', 'proxy', '--profile', 'traefik', '--profile', 'monitoring']]) {
       const result = run([...profiles, '-f', BASE, 'config', '--services']);
       expect(result.status, result.stderr).toBe(0);
       expect(result.stdout.trim().split('\n').sort()).toEqual(every);
