@@ -19,6 +19,8 @@ export interface RunDependencies {
 }
 
 export const CANCELLED_REASON = 'cancelled through the API';
+/** For a job that can be neither cancelled nor timed out (a sandboxed job without a timeout). */
+const NEVER = new AbortController().signal;
 
 /**
  * Run one job with its task's handler: payload checked again (jobs may come from anywhere),
@@ -38,11 +40,10 @@ export async function runJob(
       `invalid payload: ${problems.map((p) => `${p.field} ${p.message}`).join('; ')}`,
     );
   }
-  const signals = [
-    cancelSignal,
-    definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined,
-  ];
-  const signal = AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined));
+  const timeout = definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined;
+  // AbortSignal.any only when there are two to merge: it is costly per job (a few % of a no-op job).
+  const signal =
+    cancelSignal && timeout ? AbortSignal.any([cancelSignal, timeout]) : (cancelSignal ?? timeout ?? NEVER);
   let log: Logger | undefined;
   const context: TaskContext = {
     jobId: job.id ?? '',
