@@ -17,6 +17,7 @@ import { dropPrefix, startTaskWorker, taskEnv, uniquePrefix } from '../helpers/t
 import { type Child, startChild } from './helpers/child.js';
 import { loadCompose } from './helpers/compose.js';
 import { exportedMetricNames, metricNames } from './helpers/promql.js';
+import { typeErrors } from './helpers/typecheck.js';
 
 const DIR = join(ROOT, 'deployment/monitoring');
 const PROMTOOL = process.env.PROMTOOL_BIN ?? '/usr/bin/promtool';
@@ -109,6 +110,25 @@ describe('alerts, dashboard and compose wiring (static)', () => {
       'b_total',
       'up',
     ]);
+  });
+
+  it("the dashboard matches Grafana 11.3's own type declarations (@grafana/schema): no unknown field", () => {
+    const check = (dashboardJson: unknown) =>
+      typeErrors(
+        join(ROOT, 'test/deployment/__dashboard_typecheck__.ts'),
+        [
+          "import type { Dashboard } from '@grafana/schema';",
+          // The JSON holds Grafana's enum values as plain strings.
+          // biome-ignore lint/suspicious/noTemplateCurlyInString: TypeScript source text, not a template
+          'type Json<T> = T extends string ? `${T}` : T extends readonly (infer U)[] ? Json<U>[] : T extends object ? { [K in keyof T]: Json<T[K]> } : T;',
+          `export const dashboard: Json<Dashboard> = ${JSON.stringify(dashboardJson)};`,
+        ].join('\n'),
+      ).map((error) => error.message);
+    expect(check(dashboard)).toEqual([]);
+    // The check can fail: a misspelt panel field is reported.
+    const broken = structuredClone(dashboard) as unknown as { panels: Array<Record<string, unknown>> };
+    (broken.panels[1] as Record<string, unknown>).gridPoss = {};
+    expect(check(broken).join('\n')).toMatch(/'"gridPoss"' does not exist/);
   });
 
   it('every dashboard query uses the provisioned Prometheus data source', () => {

@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
 import { ROOT } from '../../helpers/process.js';
+import { typeErrors } from './typecheck.js';
 
 export const KUBECTL = ['/usr/bin/kubectl', '/usr/local/bin/kubectl'].find((path) => existsSync(path));
 
@@ -59,33 +59,8 @@ export function unknownFieldErrors(objects: K8sObject[]): string[] {
     const module = modelModule(object);
     return `import type { I${object.kind} as T${index} } from '${module}';\nexport const o${index}: T${index} = ${JSON.stringify(object)};`;
   });
-  const source = lines.join('\n');
-  const options: ts.CompilerOptions = {
-    strict: true,
-    noEmit: true,
-    skipLibCheck: true,
-    module: ts.ModuleKind.CommonJS,
-    moduleResolution: ts.ModuleResolutionKind.Node10,
-    target: ts.ScriptTarget.ES2022,
-    types: [],
-  };
-  const host = ts.createCompilerHost(options);
-  const readFile = host.readFile.bind(host);
-  const getSourceFile = host.getSourceFile.bind(host);
-  host.fileExists = (
-    (exists) => (name: string) =>
-      name === file || exists(name)
-  )(host.fileExists.bind(host));
-  host.readFile = (name) => (name === file ? source : readFile(name));
-  host.getSourceFile = (name, language, onError, create) =>
-    name === file
-      ? ts.createSourceFile(name, source, language)
-      : getSourceFile(name, language, onError, create);
-  const program = ts.createProgram([file], options, host);
-  return ts.getPreEmitDiagnostics(program).map((diagnostic) => {
-    const message = ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n');
-    if (!diagnostic.file || diagnostic.start === undefined) return message;
-    const { line } = diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start);
+  return typeErrors(file, lines.join('\n')).map(({ line, message }) => {
+    if (line < 0) return message;
     const object = objects[Math.floor(line / 2)];
     return `${object?.kind}/${object?.metadata.name}: ${message}`;
   });
