@@ -67,7 +67,7 @@ interface PodSpec {
   volumes?: Array<{ name: string; emptyDir?: unknown; hostPath?: unknown }>;
 }
 interface PodTemplate {
-  metadata: { labels: Labels };
+  metadata: { labels: Labels; annotations?: Record<string, string> };
   spec: PodSpec;
 }
 
@@ -197,6 +197,19 @@ describe.skipIf(!KUBECTL)('kubectl kustomize renders the base and both overlays'
           Number(settings.TASK_WORKER_HEALTH_PORT),
         );
       }
+      // Prometheus scrape annotations name the same ports and a path the app serves.
+      for (const [name, port] of [
+        ['api', settings.PORT],
+        ['task-worker', settings.TASK_WORKER_HEALTH_PORT],
+      ] as const) {
+        const annotations = podTemplate(find(objects, 'Deployment', name)).metadata.annotations ?? {};
+        expect(annotations, name).toEqual({
+          'prometheus.io/scrape': 'true',
+          'prometheus.io/port': String(port),
+          'prometheus.io/path': '/metrics',
+        });
+      }
+      expect((await app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(200);
       // The worker serves /health/live on TASK_WORKER_HEALTH_PORT (run for real in image.test.ts).
       expect(readFileSync(join(ROOT, 'src/worker.ts'), 'utf8')).toContain("'/health/live'");
       expect(settings.PORT).toBe(String(settingDefault('PORT')));
