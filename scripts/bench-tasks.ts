@@ -24,6 +24,8 @@ const root = resolve(import.meta.dirname, '..');
 const jobs = Number(process.env.BENCH_JOBS ?? 20_000);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 50);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
+if (!Number.isInteger(rounds) || rounds < 1)
+  throw new Error(`BENCH_ROUNDS must be a whole number >= 1, not ${process.env.BENCH_ROUNDS}`);
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 function settingsFor(prefix: string) {

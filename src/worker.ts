@@ -11,7 +11,12 @@ import { createPool } from './db/pool.js';
 import { prepareDatabase } from './db/prepare.js';
 import { createLogger } from './logger.js';
 import { loadSettingsOrExit } from './runtime/startup.js';
-import { isSupervisedWorker, linkToSupervisor, workerIdentity } from './runtime/supervisor-link.js';
+import {
+  isSupervisedWorker,
+  labelMetricsWithSlot,
+  linkToSupervisor,
+  workerIdentity,
+} from './runtime/supervisor-link.js';
 import { lazyPool } from './tasks/processor.js';
 import { startTaskWorkers } from './tasks/runner.js';
 
@@ -64,6 +69,7 @@ async function main(): Promise<void> {
 
   if (link) {
     // Answer the primary's metric collection, so /metrics on the API includes task workers.
+    labelMetricsWithSlot('tasks');
     new client.AggregatorRegistry();
     link.ready(async (reason) => {
       logger.info({ reason }, 'task worker draining');

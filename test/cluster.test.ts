@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { answeringPids, logsWith, startCluster, until, workerInfo } from './helpers/cluster.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { startLoad } from './helpers/load.js';
+import { sampleSum, samplesOf } from './helpers/metrics.js';
 import { isAlive, type ServerProcess } from './helpers/process.js';
 
 let database: TestDatabase;
@@ -82,13 +83,36 @@ describe('LEVEL=2: a cluster of N workers', () => {
     expect(text).toMatch(/^cluster_worker_restarts_total\{pool="http",reason="crash"\} 0$/m);
     expect(text).toMatch(/^cluster_worker_resident_memory_bytes\{pool="http",worker="1"\} \d+/m);
     expect(text).toMatch(/^cluster_worker_resident_memory_bytes\{pool="http",worker="2"\} \d+/m);
-    // Requests counted across both workers: at least the 10 above, whichever worker answers now.
-    const count = Number(
-      /^http_request_duration_seconds_count\{method="GET",route="\/health\/worker",status_code="200"\} (\d+)$/m.exec(
-        text,
-      )?.[1],
-    );
-    expect(count).toBeGreaterThanOrEqual(10);
+    // Requests counted by each worker in its own series (pool and slot labels), at least the 10 above
+    // between them, whichever worker answers now.
+    const health = { route: '/health/worker', status_code: '200' };
+    const perSlot = samplesOf(text, 'http_request_duration_seconds_count', health);
+    expect(perSlot.map((sample) => sample.labels.worker).sort()).toEqual(['1', '2']);
+    expect(perSlot.every((sample) => sample.labels.pool === 'http')).toBe(true);
+    expect(sampleSum(text, 'http_request_duration_seconds_count', health)).toBeGreaterThanOrEqual(10);
+  });
+
+  it("a replaced worker resets only its own series: the other worker's counters never go down", async () => {
+    const server = await cluster();
+    for (let index = 0; index < 20; index += 1) await workerInfo(server);
+    const counts = async () => {
+      const text = await (
+        await fetch(`${server.baseUrl}/metrics`, { headers: { connection: 'close' } })
+      ).text();
+      return samplesOf(text, 'http_request_duration_seconds_count', { route: '/health/worker' });
+    };
+    const before = await counts();
+    const victim = await workerInfo(server);
+    process.kill(victim.pid, 'SIGKILL');
+    await server.waitForLog((line) => line.msg === 'worker ready' && line.generation === 2, 20_000);
+    const after = await counts();
+    const survivor = String(victim.workerId === 1 ? 2 : 1);
+    const total = (samples: typeof before, slot: string) =>
+      samples
+        .filter((sample) => sample.labels.worker === slot)
+        .reduce((sum, sample) => sum + sample.value, 0);
+    expect(total(before, survivor)).toBeGreaterThan(0);
+    expect(total(after, survivor)).toBeGreaterThanOrEqual(total(before, survivor));
   });
 
   it('ignores reload and scaling signals at LEVEL=2 and says so', async () => {

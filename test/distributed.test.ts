@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp } from './helpers/app.js';
 import { answeringPids, startCluster } from './helpers/cluster.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { sampleSum } from './helpers/metrics.js';
 import type { ServerProcess } from './helpers/process.js';
 import { dropPrefix, REDIS_URL, uniquePrefix } from './helpers/tasks.js';
 
@@ -37,11 +38,9 @@ async function distributedCluster(env: Record<string, string>): Promise<ServerPr
 const get = (server: ServerProcess, path: string) =>
   fetch(`${server.baseUrl}${path}`, { headers: { connection: 'close' } });
 
-/** A sample's value in the server's /metrics (every worker's figures aggregated by the primary). */
-async function sample(server: ServerProcess, series: string): Promise<number> {
-  const text = await (await get(server, '/metrics')).text();
-  const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
-  return Number(line?.slice(series.length + 1) ?? Number.NaN);
+/** A metric summed over the server's workers (one series per worker slot in /metrics). */
+async function sample(server: ServerProcess, name: string, labels: Record<string, string>): Promise<number> {
+  return sampleSum(await (await get(server, '/metrics')).text(), name, labels);
 }
 
 describe('distributed mode at LEVEL=2 (2 workers, Redis)', () => {
@@ -65,7 +64,7 @@ describe('distributed mode at LEVEL=2 (2 workers, Redis)', () => {
       /Rate limit exceeded: 10 requests per/,
     );
     // The dashboard's rejection panel: counted in whichever worker refused, summed over both.
-    expect(await sample(server, 'rate_limit_rejections_total{route="/api/examples/hash"}')).toBe(6);
+    expect(await sample(server, 'rate_limit_rejections_total', { route: '/api/examples/hash' })).toBe(6);
   });
 
   it('an update through one worker is never served stale by the other after invalidation', async () => {
@@ -82,8 +81,8 @@ describe('distributed mode at LEVEL=2 (2 workers, Redis)', () => {
         'before',
       );
     // One load, then hits, whichever worker answered (the dashboard's hit ratio).
-    expect(await sample(server, 'cache_lookups_total{result="miss"}')).toBe(1);
-    expect(await sample(server, 'cache_lookups_total{result="hit"}')).toBe(5);
+    expect(await sample(server, 'cache_lookups_total', { result: 'miss' })).toBe(1);
+    expect(await sample(server, 'cache_lookups_total', { result: 'hit' })).toBe(5);
     const patched = await fetch(`${server.baseUrl}/api/items/${id}`, {
       method: 'PATCH',
       headers: { 'content-type': 'application/json', connection: 'close' },

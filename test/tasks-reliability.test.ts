@@ -4,6 +4,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { logsWith, startCluster, until } from './helpers/cluster.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { samplesOf } from './helpers/metrics.js';
 import { freePort, isAlive, portOpen, type ServerProcess, waitForHttp } from './helpers/process.js';
 import {
   buildTaskApp,
@@ -172,7 +173,12 @@ describe('LEVEL=4: task workers under the supervisor', () => {
     );
     const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
     expect(metrics).toMatch(/^cluster_workers_ready\{pool="tasks"\} 2$/m);
-    expect(metrics).toMatch(/^task_jobs_completed_total\{queue="cpu",task="report.generate"\} 1$/m);
+    // Counted by the task worker that ran it, in that worker's own series (pool and slot labels).
+    const completed = samplesOf(metrics, 'task_jobs_completed_total', {
+      queue: 'cpu',
+      task: 'report.generate',
+    });
+    expect(completed.map((sample) => [sample.labels.pool, sample.value])).toEqual([['tasks', 1]]);
 
     const taskPids = () =>
       logsWith(server, 'worker started')

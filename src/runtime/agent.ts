@@ -8,7 +8,7 @@ import { buildApp } from '../app.js';
 import { closeApp } from '../plugins/lifecycle.js';
 import type { Settings } from '../settings.js';
 import { isPrimaryMessage } from './protocol.js';
-import { linkToSupervisor, sendToPrimary, workerIdentity } from './supervisor-link.js';
+import { labelMetricsWithSlot, linkToSupervisor, sendToPrimary, workerIdentity } from './supervisor-link.js';
 
 /** Time a draining worker keeps serving (every response closing its connection) before it stops accepting. */
 const DRAIN_SETTLE_MS = 1000;
@@ -52,6 +52,7 @@ function clusterMetricsCollector(): () => Promise<string> {
 
 export async function runClusterWorker(settings: Settings, logger: Logger): Promise<void> {
   const identity = workerIdentity();
+  labelMetricsWithSlot('http');
   const log = logger.child({ worker: identity.workerId });
   const link = linkToSupervisor({
     workerTimeoutMs: settings.WORKER_TIMEOUT * 1000,

@@ -4,6 +4,7 @@
  * sent from the event loop so that a blocked or stopped process goes silent.
  */
 import { performance } from 'node:perf_hooks';
+import client from 'prom-client';
 import { heartbeatIntervalMs } from './policy.js';
 import { isPrimaryMessage, WORKER_GENERATION_ENV, WORKER_ID_ENV, type WorkerMessage } from './protocol.js';
 
@@ -28,6 +29,17 @@ export function workerIdentity(): { workerId: number; generation: number } {
     workerId: Number(process.env[WORKER_ID_ENV] ?? 0),
     generation: Number(process.env[WORKER_GENERATION_ENV] ?? 0),
   };
+}
+
+/**
+ * Label every series this worker reports with its pool and slot. The primary aggregates the workers
+ * it has now; summed into one series, a replaced worker's counts would vanish and Prometheus would
+ * read the drop as a counter reset (a false spike in every rate). One series per slot resets only
+ * when that slot's worker is replaced, which `rate()` handles; the slot (not the pid) keeps the
+ * number of series fixed across recycles.
+ */
+export function labelMetricsWithSlot(pool: 'http' | 'tasks'): void {
+  client.register.setDefaultLabels({ pool, worker: String(workerIdentity().workerId) });
 }
 
 export function linkToSupervisor(options: {

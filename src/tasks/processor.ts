@@ -19,8 +19,6 @@ export interface RunDependencies {
 }
 
 export const CANCELLED_REASON = 'cancelled through the API';
-/** For a job that can be neither cancelled nor timed out (a sandboxed job without a timeout). */
-const NEVER = new AbortController().signal;
 
 /**
  * Run one job with its task's handler: payload checked again (jobs may come from anywhere),
@@ -43,7 +41,10 @@ export async function runJob(
   const timeout = definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined;
   // AbortSignal.any only when there are two to merge: it is costly per job (a few % of a no-op job).
   const signal =
-    cancelSignal && timeout ? AbortSignal.any([cancelSignal, timeout]) : (cancelSignal ?? timeout ?? NEVER);
+    cancelSignal && timeout
+      ? AbortSignal.any([cancelSignal, timeout])
+      : // A signal of its own when there is none: listeners a handler adds die with the job.
+        (cancelSignal ?? timeout ?? new AbortController().signal);
   let log: Logger | undefined;
   const context: TaskContext = {
     jobId: job.id ?? '',

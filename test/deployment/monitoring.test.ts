@@ -44,7 +44,14 @@ const alertRules = (
     groups: Array<{ rules: Array<{ alert: string; expr: string; annotations: { runbook: string } }> }>;
   }
 ).groups.flatMap((group) => group.rules);
-const ALERTS = ['ServiceDown', 'NoReadyWorkers', 'WorkerRestartStorm', 'TaskQueueStuck', 'HighErrorRate'];
+const ALERTS = [
+  'ServiceDown',
+  'NoReadyWorkers',
+  'WorkersBelowDesired',
+  'WorkerRestartStorm',
+  'TaskQueueStuck',
+  'HighErrorRate',
+];
 
 const promtool = (...args: string[]) =>
   spawnSync(PROMTOOL, args, { cwd: join(DIR, 'prometheus'), encoding: 'utf8' });
@@ -253,6 +260,8 @@ describe.skipIf(!hasPrometheus)(
         throw new Error(`${error.message}\nprometheus: ${prometheus.stderr().slice(-2000)}`);
       });
 
+      // A first scrape of both targets before any traffic, so rates see the counters move.
+      await until('up{job=~"api|tasks"} == 1', (result) => result.data.result.length === 2);
       // Traffic for the panels: requests spread over both workers, a cache hit, a few jobs.
       for (let index = 0; index < HASH_REQUESTS; index += 1) {
         const response = await fetch(`${server.baseUrl}/api/examples/hash?rounds=1`, {
@@ -299,11 +308,15 @@ describe.skipIf(!hasPrometheus)(
           result.data.result.every((series) => Number(series.value[1]) > 0),
       );
       expect(new Set(perWorker.data.result.map((series) => series.metric.worker)).size).toBe(2);
-      // ...and the request histogram is the sum over both: exactly the requests sent.
-      await until(
-        'sum(http_request_duration_seconds_count{job="api", route="/api/examples/hash"})',
-        (result) => Number(result.data.result[0]?.value[1]) === HASH_REQUESTS,
+      // ...and so does the request histogram, one series per worker slot, adding up to exactly the
+      // requests sent.
+      const bySlot = await until(
+        'sum by (pool, worker) (http_request_duration_seconds_count{job="api", route="/api/examples/hash"})',
+        (result) =>
+          result.data.result.reduce((total, series) => total + Number(series.value[1]), 0) === HASH_REQUESTS,
       );
+      const slots = bySlot.data.result.map((series) => `${series.metric.pool}/${series.metric.worker}`);
+      expect(slots.sort()).toEqual(['http/1', 'http/2']);
       await until(
         'sum(cluster_workers_ready{pool="http"})',
         (result) => result.data.result[0]?.value[1] === '2',
