@@ -64,7 +64,7 @@ scale-down: ## LEVEL>=3: one worker fewer, drained gracefully (SIGTTOU)
 status: dist/main.js ## LEVEL>=2: workers, pids, ages, requests served, memory
 	node dist/runtime/status.js
 
-bench: install ## LEVEL 1 vs 2 vs 3 vs PM2 on the CPU-bound route, and reloads under load, as ratios
+bench: install ## LEVEL 1 vs 2 vs 3 vs PM2 on the CPU-bound route (median of BENCH_REPEATS=3 runs), and reloads under load, as ratios
 	npx tsx scripts/bench.ts
 
 bench-tasks: dist/main.js ## Task system vs raw BullMQ (no-op jobs), enqueue endpoint, enqueue-to-start latency

@@ -4,9 +4,9 @@
  *      vs Queue.addBulk + a plain BullMQ Worker in a child process;
  *   2. the enqueue endpoint's throughput (POST /api/tasks/system.noop through app.inject);
  *   3. latency from enqueue to start with no load (p50, p99).
- * Throughput is measured in BENCH_ROUNDS rounds, rotating which side goes first, and compared by
- * median: one run of each moves by 10-20 % on a 2-core machine with Redis and the load on it.
- * Settings: BENCH_JOBS (20000), BENCH_CONCURRENCY (50), BENCH_ROUNDS (5), REDIS_URL (redis://127.0.0.1:6379).
+ * Throughput is measured BENCH_REPEATS times, rotating which side goes first, and compared by median
+ * (scripts/repeat.ts).
+ * Settings: BENCH_JOBS (20000), BENCH_CONCURRENCY (50), BENCH_REPEATS (5), REDIS_URL (redis://127.0.0.1:6379).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,13 +19,12 @@ import { loadSettings } from '../src/settings.js';
 import { createProducerConnection } from '../src/tasks/connection.js';
 import { systemNoop } from '../src/tasks/definitions/noop.js';
 import { jobOptionsFor, retentionOf, TaskService } from '../src/tasks/service.js';
+import { median, repeatsFromEnv, runRotated } from './repeat.js';
 
 const root = resolve(import.meta.dirname, '..');
 const jobs = Number(process.env.BENCH_JOBS ?? 20_000);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 50);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
-if (!Number.isInteger(rounds) || rounds < 1)
-  throw new Error(`BENCH_ROUNDS must be a whole number >= 1, not ${process.env.BENCH_ROUNDS}`);
+const repeats = repeatsFromEnv(5);
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 function settingsFor(prefix: string) {
@@ -210,33 +209,23 @@ async function startLatency(): Promise<{ p50: number; p99: number }> {
   return { p50: at(0.5), p99: at(0.99) };
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-};
 const rawRuns: number[] = [];
 const signalRuns: number[] = [];
 const ourRuns: number[] = [];
-const sides = [
+await runRotated(repeats, [
   () => throughputRaw().then((rate) => rawRuns.push(rate)),
   () => throughputRaw(true).then((rate) => signalRuns.push(rate)),
   () => throughputOurs().then((rate) => ourRuns.push(rate)),
-];
-for (let round = 0; round < rounds; round += 1) {
-  // Rotate the order, so no side always runs on a warmer (or more fragmented) Redis.
-  for (let index = 0; index < sides.length; index += 1)
-    await (sides[(round + index) % sides.length] as () => Promise<number>)();
-}
+]);
 const raw = median(rawRuns);
 const rawWithSignal = median(signalRuns);
 const ours = median(ourRuns);
 const runs = (values: number[]) => values.map((value) => value.toFixed(0)).join(', ');
 const endpoint = await enqueueEndpoint();
 const latency = await startLatency();
-console.log(`${jobs} no-op jobs, concurrency ${concurrency}, ${rounds} rounds (median), Redis ${redisUrl}\n`);
+console.log(
+  `${jobs} no-op jobs, concurrency ${concurrency}, ${repeats} repeats (median), Redis ${redisUrl}\n`,
+);
 console.log('| measure | value |');
 console.log('| --- | --- |');
 console.log(`| raw BullMQ (addBulk + Worker), jobs/s end to end | ${raw.toFixed(0)} (${runs(rawRuns)}) |`);
