@@ -15,7 +15,7 @@ import autocannon from 'autocannon';
 import { pino } from 'pino';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { migrateUp } from '../src/db/migrate.js';
-import { median, repeatsFromEnv, runRotated } from './repeat.js';
+import { repeatsFromEnv, runRotated } from './repeat.js';
 
 const root = resolve(import.meta.dirname, '..');
 const duration = Number(process.env.BENCH_DURATION ?? 10);
@@ -168,8 +168,8 @@ async function benchPm2(
     );
     const base = `http://127.0.0.1:${port}`;
     await waitReady(`${base}/health/ready`);
+    const readyMs = Date.now() - started; // measured as for our rows: the first ready answer
     await sleep(500); // every instance listening
-    const readyMs = Date.now() - started;
     await load(`${base}${path}`, 2);
     const figures = await load(`${base}${path}`, duration);
     const rssMb = await workerRss(base, workers);
@@ -239,15 +239,12 @@ async function main(): Promise<void> {
         }),
     ]);
     const ourReload = await reloadOurs(databaseUrl);
-    // Each setup's median run by req/s (its latencies and errors come with it).
-    const medianRow = (rows: Row[]): Row => {
-      const target = median(rows.map((row) => row.figures.requestsPerSecond));
-      return rows.reduce((best, row) =>
-        Math.abs(row.figures.requestsPerSecond - target) < Math.abs(best.figures.requestsPerSecond - target)
-          ? row
-          : best,
-      );
-    };
+    // Each setup's median run by req/s, its latencies and errors with it (the lower middle run for
+    // an even count, so the figure shown is always one real run).
+    const medianRow = (rows: Row[]): Row =>
+      [...rows].sort((a, b) => a.figures.requestsPerSecond - b.figures.requestsPerSecond)[
+        Math.floor((rows.length - 1) / 2)
+      ] as Row;
     const [level1, level2, level3, pm2Row] = [...runs.values()].map(medianRow) as [Row, Row, Row, Row];
     const reqs = (rows: Row[] | undefined) =>
       (rows ?? []).map((row) => row.figures.requestsPerSecond.toFixed(0)).join(', ');

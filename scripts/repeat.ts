@@ -11,7 +11,10 @@ export function repeatsFromEnv(fallback: number): number {
   return repeats;
 }
 
-/** Run every side `repeats` times, rotating which goes first in each repeat. */
+/**
+ * Run every side `repeats` times, rotating which goes first in each repeat. With fewer repeats than
+ * sides the rotation balances the order only in part (some side never goes first).
+ */
 export async function runRotated(repeats: number, sides: Array<() => Promise<unknown>>): Promise<void> {
   for (let repeat = 0; repeat < repeats; repeat += 1) {
     for (let index = 0; index < sides.length; index += 1) {

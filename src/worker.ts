@@ -27,7 +27,16 @@ const logger = createLogger(settings, {
   ...(supervised ? { worker: workerIdentity().workerId } : {}),
 });
 
+// Process figures (memory, event-loop lag, GC), as the API processes have.
+client.collectDefaultMetrics();
+
 async function main(): Promise<void> {
+  if (supervised) {
+    // Answer the primary's metric collection from the start, so /metrics on the API includes task
+    // workers; a worker still booting would otherwise leave the whole collection waiting.
+    labelMetricsWithSlot('tasks');
+    new client.AggregatorRegistry();
+  }
   const link = supervised
     ? linkToSupervisor({
         workerTimeoutMs: settings.WORKER_TIMEOUT * 1000,
@@ -68,9 +77,6 @@ async function main(): Promise<void> {
   );
 
   if (link) {
-    // Answer the primary's metric collection, so /metrics on the API includes task workers.
-    labelMetricsWithSlot('tasks');
-    new client.AggregatorRegistry();
     link.ready(async (reason) => {
       logger.info({ reason }, 'task worker draining');
       await stop();

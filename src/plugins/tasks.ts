@@ -18,7 +18,10 @@ declare module 'fastify' {
 let depthRegistered = false;
 const STARTUP_REDIS_WAIT_MS = 2000;
 
-/** Queue depth by state, read from Redis at scrape time (every HTTP worker reports the same: max, not sum). */
+/**
+ * Queue depth by state, read from Redis at scrape time. Every HTTP worker reports the same figure, in
+ * its own series at LEVEL>=2 (pool and slot labels): aggregate with max, never sum.
+ */
 function registerQueueDepth(service: () => TaskService | undefined): void {
   if (depthRegistered) return;
   depthRegistered = true;
