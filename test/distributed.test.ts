@@ -153,4 +153,37 @@ describe('shared cache', () => {
     expect(loads).toBe(1);
     for (const connection of connections) connection.disconnect();
   });
+
+  it('does not load again when another loader finishes between our miss and our lock', async () => {
+    const { Redis } = await import('ioredis');
+    const { RedisCache } = await import('../src/cache/cache.js');
+    const prefix = uniquePrefix();
+    prefixes.push(prefix);
+    const redis = new Redis(REDIS_URL);
+    const cacheKey = `${prefix}:cache:hot`;
+    // The other process stores its value and unlocks exactly when we ask for the lock: the interleaving
+    // that made the many-callers test above load twice now and then.
+    let interleaved = false;
+    const racing = new Proxy(redis, {
+      get(target, property, receiver) {
+        if (property !== 'set') return Reflect.get(target, property, receiver);
+        return async (...args: unknown[]) => {
+          if (!interleaved && args.includes('NX')) {
+            interleaved = true;
+            await target.set(cacheKey, JSON.stringify({ value: 7 }), 'EX', 30);
+          }
+          return (target.set as (...setArgs: unknown[]) => Promise<unknown>)(...args);
+        };
+      },
+    });
+    let loads = 0;
+    const value = await new RedisCache(racing, `${prefix}:cache:`).getOrLoad('hot', 30, async () => {
+      loads += 1;
+      return { value: 1 };
+    });
+    expect(interleaved).toBe(true);
+    expect(value).toEqual({ value: 7 });
+    expect(loads).toBe(0);
+    redis.disconnect();
+  });
 });

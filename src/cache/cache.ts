@@ -67,18 +67,26 @@ export class RedisCache implements Cache {
         if (cached !== null) return JSON.parse(cached) as T;
         const lockKey = `${cacheKey}:lock`;
         const deadline = Date.now() + LOCK_MS;
-        while ((await this.redis.set(lockKey, '1', 'PX', LOCK_MS, 'NX')) !== 'OK' && Date.now() < deadline) {
+        const tryLock = async () => (await this.redis.set(lockKey, '1', 'PX', LOCK_MS, 'NX')) === 'OK';
+        let locked = await tryLock();
+        while (!locked && Date.now() < deadline) {
           await new Promise((resolve) => setTimeout(resolve, POLL_MS));
           const loaded = await this.redis.get(cacheKey);
           if (loaded !== null) return JSON.parse(loaded) as T;
+          locked = await tryLock();
         }
         try {
+          // Double check under the lock: a loader that finished between our miss and our lock has
+          // stored the value (it stores before it unlocks).
+          const stored = await this.redis.get(cacheKey);
+          if (stored !== null) return JSON.parse(stored) as T;
           const value = await load();
           if (value !== undefined)
             await this.redis.set(cacheKey, JSON.stringify(value), 'EX', Math.ceil(ttlSeconds));
           return value;
         } finally {
-          await this.redis.del(lockKey).catch(() => {});
+          // Only our own lock: past the deadline we load without one, and the lock is someone else's.
+          if (locked) await this.redis.del(lockKey).catch(() => {});
         }
       } catch (error) {
         if (isRedisUnavailable(error)) return load();
