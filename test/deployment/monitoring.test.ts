@@ -369,7 +369,8 @@ describe.skipIf(!hasPrometheus)(
       }
     }, 60_000);
 
-    it('reads the task worker: completed jobs counted by task', async () => {
+    it('reads the task worker: completed jobs counted by task, and its process figures', async () => {
+      await until('process_resident_memory_bytes{job="tasks"}', (result) => result.data.result.length === 1);
       await until(
         'sum(task_jobs_completed_total{job="tasks", task="system.noop"})',
         (result) => Number(result.data.result[0]?.value[1]) === 5,

@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AFFINITY_COOKIE } from '../../src/plugins/affinity.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { freePort, type ServerProcess, startProcess, waitForHttp } from '../helpers/process.js';
-import { NGINX_BIN, type Nginx, startNginx } from './helpers/nginx.js';
+import { freePort, type ServerProcess, waitForHttp } from '../helpers/process.js';
+import { NGINX_BIN, type Nginx, startAppNode, startNginx } from './helpers/nginx.js';
 
 const hasNginx = existsSync(NGINX_BIN);
 
@@ -34,18 +34,11 @@ describe.skipIf(!hasNginx)('nginx with SESSION_AFFINITY=true in front of two app
   beforeAll(async () => {
     database = await createTestDatabase();
     const ports = [await freePort(), await freePort()];
-    for (const port of ports) {
-      const node = startProcess({
-        DATABASE_URL: database.url,
-        PORT: String(port),
-        LEVEL: '1',
-        TRUST_PROXY: 'true',
-        SESSION_AFFINITY: 'true',
-        LOG_LEVEL: 'warn',
-      });
-      nodes.push(node);
-    }
-    await Promise.all(nodes.map((node) => waitForHttp(`${node.baseUrl}/health/ready`)));
+    nodes.push(
+      ...(await Promise.all(
+        ports.map((port) => startAppNode(database.url, port, { SESSION_AFFINITY: 'true' })),
+      )),
+    );
     nginx = await startNginx({ port: await freePort(), upstreamPorts: ports, sessionAffinity: true });
     await waitForHttp(`${nginx.baseUrl}/health/ready`);
   });

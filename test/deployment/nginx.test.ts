@@ -17,9 +17,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AFFINITY_COOKIE } from '../../src/plugins/affinity.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { startLoad } from '../helpers/load.js';
-import { freePort, type ServerProcess, startProcess, waitForHttp } from '../helpers/process.js';
+import { freePort, type ServerProcess, waitForHttp } from '../helpers/process.js';
 import { settingDefault } from './helpers/compose.js';
-import { checkNginx, NGINX_BIN, NGINX_DIR, type Nginx, renderNginx, startNginx } from './helpers/nginx.js';
+import {
+  checkNginx,
+  NGINX_BIN,
+  NGINX_DIR,
+  type Nginx,
+  renderNginx,
+  startAppNode,
+  startNginx,
+} from './helpers/nginx.js';
 
 const hasNginx = existsSync(NGINX_BIN);
 const upstreamConf = readFileSync(join(NGINX_DIR, 'upstream.conf'), 'utf8');
@@ -76,17 +84,13 @@ describe.skipIf(!hasNginx)(`nginx in front of two app processes (${NGINX_BIN})`,
   const ports: number[] = [];
   const nodes: ServerProcess[] = [];
 
-  async function startNode(port: number): Promise<ServerProcess> {
-    const node = startProcess({
-      DATABASE_URL: database.url,
-      PORT: String(port),
-      LEVEL: '1',
-      TRUST_PROXY: 'true',
-      LOG_LEVEL: 'warn',
-    });
-    nodes.push(node);
-    await waitForHttp(`${node.baseUrl}/health/ready`);
-    return node;
+  /** A load run through nginx that no client saw fail, with enough requests to mean something. */
+  function expectNoFailures(result: Awaited<ReturnType<ReturnType<typeof startLoad>['stop']>>): void {
+    expect(
+      result.failures.slice(0, 5),
+      `${result.failed} failed; nginx: ${nginx.errors().slice(-3000)}`,
+    ).toEqual([]);
+    expect(result.ok).toBeGreaterThan(100);
   }
 
   async function pidVia(): Promise<number> {
@@ -98,7 +102,8 @@ describe.skipIf(!hasNginx)(`nginx in front of two app processes (${NGINX_BIN})`,
   beforeAll(async () => {
     database = await createTestDatabase();
     ports.push(await freePort(), await freePort());
-    await Promise.all(ports.map((port) => startNode(port)));
+    // In port order: the tests below pair nodes[i] with ports[i].
+    nodes.push(...(await Promise.all(ports.map((port) => startAppNode(database.url, port)))));
     nginx = await startNginx({ port: await freePort(), upstreamPorts: ports });
     await waitForHttp(`${nginx.baseUrl}/health/ready`);
   });
@@ -121,17 +126,14 @@ describe.skipIf(!hasNginx)(`nginx in front of two app processes (${NGINX_BIN})`,
     victim.child.kill('SIGKILL');
     await sleep(1500);
     const result = await load.stop();
-    expect(
-      result.failures.slice(0, 5),
-      `${result.failed} failed; nginx: ${nginx.errors().slice(-3000)}`,
-    ).toEqual([]);
-    expect(result.ok).toBeGreaterThan(100);
+    expectNoFailures(result);
     expect(result.pids.has(survivor.child.pid as number)).toBe(true);
     expect(result.pids.has(victim.child.pid as number)).toBe(true);
   });
 
   it(`takes the node back once it returns on the same port (fail_timeout=${failTimeout}s)`, async () => {
-    const returned = await startNode(ports[0] as number);
+    const returned = await startAppNode(database.url, ports[0] as number);
+    nodes.push(returned);
     const deadline = Date.now() + (failTimeout + 10) * 1000;
     const seen = new Set<number>();
     while (!seen.has(returned.child.pid as number) && Date.now() < deadline) {
@@ -148,12 +150,7 @@ describe.skipIf(!hasNginx)(`nginx in front of two app processes (${NGINX_BIN})`,
     const exit = draining.stop('SIGTERM');
     expect(await exit).toEqual({ code: 0, signal: null });
     await sleep(500);
-    const result = await load.stop();
-    expect(
-      result.failures.slice(0, 5),
-      `${result.failed} failed; nginx: ${nginx.errors().slice(-3000)}`,
-    ).toEqual([]);
-    expect(result.ok).toBeGreaterThan(100);
+    expectNoFailures(await load.stop());
   });
 
   it('answers 429 problem+json past the rate limit, but never limits health checks', async () => {

@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { portOpen, ROOT } from '../../helpers/process.js';
+import { portOpen, ROOT, type ServerProcess, startProcess, waitForHttp } from '../../helpers/process.js';
 import { type Child, type ChildOptions, startChild } from './child.js';
 
 export const NGINX_BIN = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
@@ -167,4 +167,27 @@ export async function startNginx(options: NginxOptions): Promise<Nginx> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** One app process as nginx sees it in these tests: `node dist/main.js` at LEVEL=1 behind a proxy, ready. */
+export async function startAppNode(
+  databaseUrl: string,
+  port: number,
+  env: Record<string, string> = {},
+): Promise<ServerProcess> {
+  const node = startProcess({
+    DATABASE_URL: databaseUrl,
+    PORT: String(port),
+    LEVEL: '1',
+    TRUST_PROXY: 'true',
+    LOG_LEVEL: 'warn',
+    ...env,
+  });
+  try {
+    await waitForHttp(`${node.baseUrl}/health/ready`);
+  } catch (error) {
+    await node.stop('SIGKILL'); // never leave a process behind a failed start
+    throw error;
+  }
+  return node;
 }
