@@ -1,8 +1,10 @@
+import { type Job, type Queue, Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainedSha256 } from '../src/routes/examples.js';
+import { TaskService } from '../src/tasks/service.js';
 import { buildTestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import type { ServerProcess } from './helpers/process.js';
@@ -256,5 +258,48 @@ describe('task API when background tasks are off or Redis is unreachable', () =>
     expect(ready.statusCode).toBe(503);
     expect(ready.json().checks.redis.status).toBe('down');
     await down.close();
+  });
+});
+
+describe('task status read while the job finishes', () => {
+  it('never reports "completed" with the data of the attempt before', async () => {
+    const racePrefix = uniquePrefix();
+    const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    await connection.ping();
+    const keep = { age: 3600, count: 100 };
+    const service = new TaskService(connection, racePrefix, {
+      keepCompleted: keep,
+      keepFailed: keep,
+      eventsMaxLen: 100,
+    });
+    const id = await service.enqueue('system.noop', {});
+    // A worker driven by hand: the job is active until this test completes it.
+    const manual = new Worker('default', null, { connection, prefix: racePrefix });
+    const token = 'status-race';
+    const job = (await manual.getNextJob(token, { block: false })) as Job;
+    expect(`default.${job.id}`).toBe(id);
+    // The job completes right after the status makes its first read, whichever read that is.
+    const queue = (service as unknown as { queue(name: string): Queue }).queue('default');
+    let finishedMidRead = false;
+    const finishAfter =
+      <Args extends unknown[], Result>(read: (...args: Args) => Promise<Result>) =>
+      async (...args: Args): Promise<Result> => {
+        const result = await read(...args);
+        if (!finishedMidRead) {
+          finishedMidRead = true;
+          await job.moveToCompleted({ sent: true }, token, false);
+        }
+        return result;
+      };
+    queue.getJob = finishAfter(queue.getJob.bind(queue));
+    queue.getJobState = finishAfter(queue.getJobState.bind(queue));
+    const status = await service.getStatus(id);
+    expect(finishedMidRead).toBe(true);
+    expect(status).toMatchObject({ state: 'completed', attempts: 1, result: { sent: true } });
+    expect(status?.timestamps.finishedAt).not.toBeNull();
+    await manual.close();
+    await service.close();
+    await dropPrefix(racePrefix);
+    connection.disconnect();
   });
 });

@@ -117,16 +117,19 @@ export class TaskService {
     if (!parsed) return undefined;
     return withRedis(this.connection, async () => {
       const queue = this.queue(parsed.queue);
-      const [job, cancelled] = await Promise.all([
-        queue.getJob(parsed.jobId),
+      // State first, job second: a job that finishes between the two reads then shows its result
+      // and final attempt count, never "completed" with the data of its previous attempt.
+      let [state, cancelled] = await Promise.all([
+        queue.getJobState(parsed.jobId),
         this.connection.exists(this.cancelledKey(parsed.queue, parsed.jobId)),
       ]);
+      const job = await queue.getJob(parsed.jobId);
       if (!job) {
         if (!cancelled) return undefined;
         return { ...emptyStatus(id), state: 'cancelled' };
       }
-      const state = cancelled ? 'cancelled' : toTaskState(await job.getState());
-      return statusOf(id, job, state);
+      if (job.finishedOn && !isFinished(state)) state = await queue.getJobState(parsed.jobId);
+      return statusOf(id, job, cancelled ? 'cancelled' : toTaskState(state));
     });
   }
 
@@ -139,7 +142,7 @@ export class TaskService {
       const job = await queue.getJob(parsed.jobId);
       if (!job) return 'not_found';
       const state = await job.getState();
-      if (state === 'completed' || state === 'failed') return 'finished';
+      if (isFinished(state)) return 'finished';
       await this.markCancelled(parsed.queue, parsed.jobId);
       if (state !== 'active') {
         try {
@@ -221,6 +224,8 @@ export class TaskService {
 export function idempotentJobId(name: string, key: string): string {
   return `k-${createHash('sha256').update(`${name}\n${key}`).digest('base64url').slice(0, 32)}`;
 }
+
+const isFinished = (state: string) => state === 'completed' || state === 'failed';
 
 function toTaskState(state: string): TaskState {
   if (state === 'prioritized' || state === 'waiting-children' || state === 'unknown') return 'waiting';
