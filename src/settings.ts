@@ -97,7 +97,8 @@ export const settingsSchema = Type.Object({
   LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({
     minimum: 0,
     default: 1000,
-    description: 'Answer 503 + Retry-After when event-loop delay exceeds this (ms, 0 = off)',
+    description:
+      'Answer 503 + Retry-After when the mean event-loop delay over a 1 s sample exceeds this (ms, 0 = off)',
   }),
   LOAD_SHED_MAX_ELU: Type.Number({
     minimum: 0,

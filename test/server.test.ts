@@ -138,18 +138,25 @@ describe('the built server (node dist/main.js, LEVEL=1)', () => {
       LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '100',
       LOAD_SHED_RETRY_AFTER: '7',
     });
-    // Two long synchronous requests stall the loop well past the threshold.
-    const heavy = [1, 2].map(() =>
+    // Long synchronous requests back to back: the delay is the mean over a one-second sample, so
+    // the stall must span whole samples, not just one (a single stall averages out with idle time).
+    const heavy = [1, 2, 3, 4].map(() =>
       fetch(`${server.baseUrl}/api/examples/hash?rounds=600000`).catch(() => undefined),
     );
+    // The delay is sampled once a second: probe while the stall lasts and one sample period after it.
+    let probeUntil = Number.POSITIVE_INFINITY;
+    void Promise.all(heavy).then(() => {
+      probeUntil = Date.now() + 1500;
+    });
     await sleep(50);
     const statuses: number[] = [];
     let retryAfter: string | null = null;
-    for (let attempt = 0; attempt < 20 && retryAfter === null; attempt += 1) {
+    while (retryAfter === null && Date.now() < probeUntil) {
       const response = await fetch(`${server.baseUrl}/health/worker`);
       statuses.push(response.status);
       if (response.status === 503) retryAfter = response.headers.get('retry-after');
       await response.arrayBuffer();
+      await sleep(20);
     }
     await Promise.all(heavy);
     expect(statuses).toContain(503);
