@@ -58,8 +58,9 @@ describe('LEVEL=2: a cluster of N workers', () => {
 
   it('SIGTERM lets slow in-flight requests complete, then exits 0', async () => {
     const server = await cluster({ GRACEFUL_TIMEOUT: '10' });
-    const slow = Array.from({ length: 4 }, () => fetch(`${server.baseUrl}/api/examples/sleep?ms=1500`));
-    await sleep(300);
+    const slow = Array.from({ length: 4 }, () => fetch(`${server.baseUrl}/api/examples/sleep?ms=2500`));
+    // Time for a loaded machine to hand the connections to workers; the requests have over a second left.
+    await sleep(800);
     server.child.kill('SIGTERM');
     const responses = await Promise.all(slow);
     expect(responses.map((response) => response.status)).toEqual([200, 200, 200, 200]);
@@ -77,8 +78,21 @@ describe('LEVEL=2: a cluster of N workers', () => {
   it('answers /metrics from any worker with every worker aggregated and the supervisor series', async () => {
     const server = await cluster();
     for (let index = 0; index < 10; index += 1) await workerInfo(server);
-    await sleep(1200); // one heartbeat
-    const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
+    // Memory figures arrive with the next heartbeat of each worker (one a second).
+    let text = '';
+    await until(
+      async () => {
+        text = await (await fetch(`${server.baseUrl}/metrics`)).text();
+        return ['1', '2'].every((slot) =>
+          new RegExp(
+            `^cluster_worker_resident_memory_bytes\\{pool="http",worker="${slot}"\\} [1-9]`,
+            'm',
+          ).test(text),
+        );
+      },
+      10_000,
+      'a heartbeat from each worker',
+    );
     expect(text).toMatch(/^cluster_workers_ready\{pool="http"\} 2$/m);
     expect(text).toMatch(/^cluster_worker_restarts_total\{pool="http",reason="crash"\} 0$/m);
     expect(text).toMatch(/^cluster_worker_resident_memory_bytes\{pool="http",worker="1"\} \d+/m);

@@ -47,5 +47,5 @@ describe('embedded PostgreSQL when DATABASE_URL is unset (make run)', () => {
     expect(fetched.status).toBe(200);
     expect(((await fetched.json()) as { name: string }).name).toBe('survives restarts');
     expect(await second.stop()).toEqual({ code: 0, signal: null });
-  });
+  }, 240_000); // two PostgreSQL starts, the first with initdb, and two app boots
 });

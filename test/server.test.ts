@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from './helpers/cluster.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { get, openConnection, parseResponses } from './helpers/http.js';
-import { freePort, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
+import { freePort, portOpen, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
 
 let database: TestDatabase;
 const started: ServerProcess[] = [];
@@ -47,10 +48,10 @@ describe('the built server (node dist/main.js, LEVEL=1)', () => {
 
   it('on SIGTERM: in-flight requests finish, new requests on open connections get 503 + close, exit 0', async () => {
     const server = await startServer();
-    const slow = fetch(`${server.baseUrl}/api/examples/sleep?ms=1500`);
+    const slow = fetch(`${server.baseUrl}/api/examples/sleep?ms=2500`);
     // A keep-alive connection with a slow request in flight.
     const busy = await openConnection(server.port);
-    busy.socket.write(get('/api/examples/sleep?ms=1000'));
+    busy.socket.write(get('/api/examples/sleep?ms=2000'));
     // A keep-alive connection whose next request has begun (headers partly sent) when the signal lands.
     const arriving = await openConnection(server.port);
     arriving.socket.write(get('/health'));
@@ -59,18 +60,20 @@ describe('the built server (node dist/main.js, LEVEL=1)', () => {
     // An idle keep-alive connection.
     const idle = await openConnection(server.port);
     idle.socket.write(get('/health'));
-    await sleep(300);
+    // Time for a loaded machine to read the slow requests; they still have over a second to run.
+    await sleep(800);
 
     const signalledAt = Date.now();
     server.child.kill('SIGTERM');
-    await sleep(200);
+    await server.waitForLog((line) => line.msg === 'shutting down', 5000);
     arriving.socket.write('Connection: keep-alive\r\n\r\n');
     // New connections are refused once the listener is closed.
+    await until(async () => !(await portOpen(server.port)), 5000, 'the listener to close');
     await expect(fetch(`${server.baseUrl}/health`)).rejects.toThrow();
 
     const slowResponse = await slow;
     expect(slowResponse.status).toBe(200);
-    expect(await slowResponse.json()).toEqual({ sleptMs: 1500 });
+    expect(await slowResponse.json()).toEqual({ sleptMs: 2500 });
 
     // The in-flight response completes and tells the client not to reuse the connection.
     const busyResponses = parseResponses(await busy.closed);
@@ -95,19 +98,20 @@ describe('the built server (node dist/main.js, LEVEL=1)', () => {
   it('forces exit at GRACEFUL_TIMEOUT, and at once on a second signal', async () => {
     const deadline = await startServer({ GRACEFUL_TIMEOUT: '1' });
     void fetch(`${deadline.baseUrl}/api/examples/sleep?ms=10000`).catch(() => {});
-    await sleep(200);
+    await sleep(800);
     let signalledAt = Date.now();
     deadline.child.kill('SIGTERM');
     expect((await deadline.exited).code).toBe(1);
     expect(Date.now() - signalledAt).toBeLessThan(3000);
+    await deadline.outputEnded;
     expect(deadline.logs.some((line) => line.msg === 'graceful timeout reached: exiting now')).toBe(true);
 
     const twice = await startServer();
     void fetch(`${twice.baseUrl}/api/examples/sleep?ms=10000`).catch(() => {});
-    await sleep(200);
+    await sleep(800);
     signalledAt = Date.now();
     twice.child.kill('SIGTERM');
-    await sleep(200);
+    await twice.waitForLog((line) => line.msg === 'shutting down', 5000);
     twice.child.kill('SIGINT');
     expect((await twice.exited).code).toBe(1);
     expect(Date.now() - signalledAt).toBeLessThan(2000);
@@ -127,6 +131,7 @@ describe('the built server (node dist/main.js, LEVEL=1)', () => {
       const server = startProcess({ DATABASE_URL: database.url, ...env });
       const exit = await server.exited;
       expect(exit.code).toBe(78);
+      await server.outputEnded;
       expect(server.stderr().trim().split('\n')).toHaveLength(1);
       expect(server.stderr()).toMatch(expected);
       expect(server.stderr()).not.toContain('topsecret');
@@ -138,30 +143,37 @@ describe('the built server (node dist/main.js, LEVEL=1)', () => {
       LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '100',
       LOAD_SHED_RETRY_AFTER: '7',
     });
-    // Long synchronous requests back to back: the delay is the mean over a one-second sample, so
-    // the stall must span whole samples, not just one (a single stall averages out with idle time).
-    const heavy = [1, 2, 3, 4].map(() =>
-      fetch(`${server.baseUrl}/api/examples/hash?rounds=600000`).catch(() => undefined),
-    );
-    // The delay is sampled once a second: probe while the stall lasts and one sample period after it.
-    let probeUntil = Number.POSITIVE_INFINITY;
-    void Promise.all(heavy).then(() => {
-      probeUntil = Date.now() + 1500;
-    });
-    await sleep(50);
+    // The delay is the mean over a one-second sample, so one stall averages out with the idle time
+    // before it. Long synchronous requests one after another stall whole samples, whatever the speed
+    // of the machine, until the server sheds (the heavy requests get 503 too and the loop frees).
+    let stalling = true;
+    const heavy = (async () => {
+      while (stalling) {
+        const response = await fetch(`${server.baseUrl}/api/examples/hash?rounds=600000`);
+        await response.arrayBuffer();
+      }
+    })();
     const statuses: number[] = [];
     let retryAfter: string | null = null;
-    while (retryAfter === null && Date.now() < probeUntil) {
+    const deadline = Date.now() + 20_000;
+    while (retryAfter === null && Date.now() < deadline) {
       const response = await fetch(`${server.baseUrl}/health/worker`);
       statuses.push(response.status);
       if (response.status === 503) retryAfter = response.headers.get('retry-after');
       await response.arrayBuffer();
       await sleep(20);
     }
-    await Promise.all(heavy);
+    stalling = false;
+    await heavy;
     expect(statuses).toContain(503);
     expect(retryAfter).toBe('7');
-    await sleep(2500);
-    expect((await fetch(`${server.baseUrl}/health/worker`)).status).toBe(200);
+    // Once the stall ends, the next sample clears the pressure.
+    const recoveredBy = Date.now() + 5000;
+    let recovered = 0;
+    while (recovered !== 200 && Date.now() < recoveredBy) {
+      recovered = (await fetch(`${server.baseUrl}/health/worker`)).status;
+      if (recovered !== 200) await sleep(100);
+    }
+    expect(recovered).toBe(200);
   });
 });

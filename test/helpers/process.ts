@@ -31,6 +31,8 @@ export interface ServerProcess {
   /** Resolve with the first log line (existing or future) matching the predicate. */
   waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Exited and its output read to the end: `exit` can fire before the last log lines are read. */
+  outputEnded: Promise<void>;
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -72,6 +74,11 @@ export function startProcess(env: Record<string, string>, entry = 'dist/main.js'
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) =>
     child.once('exit', (code, signal) => resolveExit({ code, signal })),
   );
+  // 'close' waits for stdout to end; an orphaned cluster worker can hold the pipe, hence the cap.
+  const outputEnded = new Promise<void>((resolveEnd) => {
+    child.once('close', () => resolveEnd());
+    void exited.then(() => setTimeout(resolveEnd, 2000).unref());
+  });
   const waitForLog = (predicate: (line: LogLine) => boolean, timeoutMs = 30_000) =>
     new Promise<LogLine>((resolveLine, reject) => {
       const found = logs.find(predicate);
@@ -93,7 +100,7 @@ export function startProcess(env: Record<string, string>, entry = 'dist/main.js'
           resolveLine(line);
         },
       });
-      void exited.then(() => {
+      void outputEnded.then(() => {
         clearTimeout(timer);
         reject(
           new Error(
@@ -113,6 +120,7 @@ export function startProcess(env: Record<string, string>, entry = 'dist/main.js'
     stderr: () => stderr,
     waitForLog,
     exited,
+    outputEnded,
     stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
