@@ -10,7 +10,7 @@ import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { createLogger } from './logger.js';
 import { loadSettingsOrExit } from './runtime/startup.js';
-import { isSupervisedWorker } from './runtime/supervisor-link.js';
+import { isSupervisedWorker, reportMetricsToPrimary } from './runtime/supervisor-link.js';
 import type { Settings } from './settings.js';
 
 const settings = loadSettingsOrExit();
@@ -20,9 +20,10 @@ async function run(): Promise<void> {
   let runner: (settings: Settings, logger: Logger) => Promise<void>;
   // Only workers forked by our own primary carry a worker id; under another process manager
   // (PM2 cluster mode, say) each process is simply a LEVEL=1 server.
-  if (cluster.isWorker && isSupervisedWorker())
+  if (cluster.isWorker && isSupervisedWorker()) {
+    reportMetricsToPrimary('http');
     runner = (await import('./runtime/agent.js')).runClusterWorker;
-  else if (settings.LEVEL === 1) runner = (await import('./runtime/single.js')).runSingle;
+  } else if (settings.LEVEL === 1) runner = (await import('./runtime/single.js')).runSingle;
   else runner = (await import('./runtime/primary.js')).runPrimary;
   await runner(settings, logger);
 }

@@ -13,8 +13,8 @@ import { createLogger } from './logger.js';
 import { loadSettingsOrExit } from './runtime/startup.js';
 import {
   isSupervisedWorker,
-  labelMetricsWithSlot,
   linkToSupervisor,
+  reportMetricsToPrimary,
   workerIdentity,
 } from './runtime/supervisor-link.js';
 import { lazyPool } from './tasks/processor.js';
@@ -32,10 +32,7 @@ client.collectDefaultMetrics();
 
 async function main(): Promise<void> {
   if (supervised) {
-    // Answer the primary's metric collection from the start, so /metrics on the API includes task
-    // workers; a worker still booting would otherwise leave the whole collection waiting.
-    labelMetricsWithSlot('tasks');
-    new client.AggregatorRegistry();
+    reportMetricsToPrimary('tasks');
   }
   const link = supervised
     ? linkToSupervisor({

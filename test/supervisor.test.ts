@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -188,6 +188,32 @@ describe('LEVEL=3: runtime scaling and crash loops', () => {
     expect(exited.every((line) => line.reason === 'scale' && line.code === 0)).toBe(true);
     await sleep(300);
     expect((await answeringPids(server, 2, 20)).size).toBe(1);
+  });
+
+  it('answers /metrics at once while a new worker is still loading the app', async () => {
+    const build = copyOfBuild();
+    cleanups.push(build.remove);
+    const server = await supervised({ WORKERS: '1' }, build.dir);
+    // The next worker spends 4 s loading the app (a large app, a cold disk).
+    const app = join(build.dir, 'dist/app.js');
+    writeFileSync(
+      app,
+      `await new Promise((resolve) => setTimeout(resolve, 4000));\n${readFileSync(app, 'utf8')}`,
+    );
+    server.child.kill('SIGTTIN');
+    await server.waitForLog((line) => line.msg === 'worker started' && line.worker === 2, 10_000);
+    await sleep(500);
+    expect(readyCount(server)).toBe(1);
+    const askedAt = Date.now();
+    const response = await fetch(`${server.baseUrl}/metrics`);
+    const text = await response.text();
+    // A worker that ignores the collection request would hold every scrape for prom-client's 5 s.
+    expect(Date.now() - askedAt).toBeLessThan(2000);
+    expect(response.status).toBe(200);
+    // The ready worker's figures, the booting one having none to add yet.
+    expect(text).toMatch(/^process_resident_memory_bytes\{pool="http",worker="1"\} \d+/m);
+    expect(text).toMatch(/^cluster_workers_ready\{pool="http"\} 1$/m);
+    await until(() => readyCount(server) >= 2, 20_000, 'the slow worker to be ready');
   });
 
   it('gives up with a non-zero exit when workers cannot boot at all', async () => {

@@ -3,12 +3,11 @@
  * supervisor when it is ready, sends a heartbeat from the event loop, and drains on request.
  */
 import type { Logger } from 'pino';
-import { AggregatorRegistry } from 'prom-client';
 import { buildApp } from '../app.js';
 import { closeApp } from '../plugins/lifecycle.js';
 import type { Settings } from '../settings.js';
 import { isPrimaryMessage } from './protocol.js';
-import { labelMetricsWithSlot, linkToSupervisor, sendToPrimary, workerIdentity } from './supervisor-link.js';
+import { linkToSupervisor, sendToPrimary, workerIdentity } from './supervisor-link.js';
 
 /** Time a draining worker keeps serving (every response closing its connection) before it stops accepting. */
 const DRAIN_SETTLE_MS = 1000;
@@ -18,8 +17,6 @@ const isServiceShutdown = (reason: string) => reason === 'shutdown';
 
 /** Ask the primary for every worker's metrics, aggregated (prom-client cluster mode). */
 function clusterMetricsCollector(): () => Promise<string> {
-  // Constructing one in a worker installs prom-client's responder to the primary's collection requests.
-  new AggregatorRegistry();
   let nextId = 1;
   const pending = new Map<number, { resolve: (text: string) => void; reject: (error: Error) => void }>();
   process.on('message', (message: unknown) => {
@@ -52,7 +49,6 @@ function clusterMetricsCollector(): () => Promise<string> {
 
 export async function runClusterWorker(settings: Settings, logger: Logger): Promise<void> {
   const identity = workerIdentity();
-  labelMetricsWithSlot('http');
   const log = logger.child({ worker: identity.workerId });
   const link = linkToSupervisor({
     workerTimeoutMs: settings.WORKER_TIMEOUT * 1000,

@@ -38,8 +38,18 @@ export function workerIdentity(): { workerId: number; generation: number } {
  * when that slot's worker is replaced, which `rate()` handles; the slot (not the pid) keeps the
  * number of series fixed across recycles.
  */
-export function labelMetricsWithSlot(pool: 'http' | 'tasks'): void {
+function labelMetricsWithSlot(pool: 'http' | 'tasks'): void {
   client.register.setDefaultLabels({ pool, worker: String(workerIdentity().workerId) });
+}
+
+/**
+ * Label this worker's series (above) and answer the primary's metric collection from the first
+ * moment of boot, before the app's code loads: the primary asks every worker and waits for each, so
+ * one that has not installed prom-client's responder yet holds every /metrics for seconds.
+ */
+export function reportMetricsToPrimary(pool: 'http' | 'tasks'): void {
+  labelMetricsWithSlot(pool);
+  new client.AggregatorRegistry();
 }
 
 export function linkToSupervisor(options: {
