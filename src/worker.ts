@@ -7,8 +7,6 @@
 import { createServer } from 'node:http';
 import closeWithGrace from 'close-with-grace';
 import client from 'prom-client';
-import { createPool } from './db/pool.js';
-import { prepareDatabase } from './db/prepare.js';
 import { createLogger } from './logger.js';
 import { loadSettingsOrExit } from './runtime/startup.js';
 import {
@@ -17,8 +15,7 @@ import {
   reportMetricsToPrimary,
   workerIdentity,
 } from './runtime/supervisor-link.js';
-import { lazyPool } from './tasks/processor.js';
-import { startTaskWorkers } from './tasks/runner.js';
+import type { startTaskWorkers } from './tasks/runner.js';
 
 const settings = loadSettingsOrExit();
 const supervised = isSupervisedWorker();
@@ -31,9 +28,7 @@ const logger = createLogger(settings, {
 client.collectDefaultMetrics();
 
 async function main(): Promise<void> {
-  if (supervised) {
-    reportMetricsToPrimary('tasks');
-  }
+  if (supervised) reportMetricsToPrimary('tasks');
   const link = supervised
     ? linkToSupervisor({
         workerTimeoutMs: settings.WORKER_TIMEOUT * 1000,
@@ -41,6 +36,14 @@ async function main(): Promise<void> {
         served: () => tasks?.jobsProcessed() ?? 0,
       })
     : undefined;
+  // The task code (BullMQ, the definitions, the database driver) loads only now, so a supervised
+  // worker answers the primary's metric collection while it loads.
+  const [{ createPool }, { prepareDatabase }, { lazyPool }, runner] = await Promise.all([
+    import('./db/pool.js'),
+    import('./db/prepare.js'),
+    import('./tasks/processor.js'),
+    import('./tasks/runner.js'),
+  ]);
   // The LEVEL=4 primary passes the database it prepared; standalone we resolve it ourselves.
   const database = settings.DATABASE_URL
     ? { url: settings.DATABASE_URL, stop: async () => {} }
@@ -57,7 +60,7 @@ async function main(): Promise<void> {
     ),
   );
   let tasks: Awaited<ReturnType<typeof startTaskWorkers>> | undefined;
-  tasks = await startTaskWorkers(settings, logger, database.url, db);
+  tasks = await runner.startTaskWorkers(settings, logger, database.url, db);
   const running = tasks;
   const stop = async () => {
     await running.close(settings.TASK_SHUTDOWN_TIMEOUT * 1000);

@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { logsWith, startCluster, until } from './helpers/cluster.js';
+import { copyOfBuild, logsWith, startCluster, until } from './helpers/cluster.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { samplesOf } from './helpers/metrics.js';
 import { freePort, isAlive, portOpen, type ServerProcess, waitForHttp } from './helpers/process.js';
@@ -198,5 +200,55 @@ describe('LEVEL=4: task workers under the supervisor', () => {
     expect(await server.exited).toEqual({ code: 0, signal: null });
     for (const pid of taskPids()) expect(isAlive(pid)).toBe(false);
     expect(before.every((pid) => !isAlive(pid))).toBe(true);
+  }, 90_000);
+
+  it('answers /metrics at once while a task worker is still loading its task code', async () => {
+    const build = copyOfBuild();
+    try {
+      const server = await startCluster(
+        {
+          LEVEL: '4',
+          WORKERS: '1',
+          TASK_WORKERS: '1',
+          DATABASE_URL: database.url,
+          ...taskEnv(newPrefix()),
+        },
+        build.dir,
+      );
+      processes.push(server);
+      const taskLogs = (message: string) => logsWith(server, message).filter((line) => line.pool === 'tasks');
+      await until(() => taskLogs('worker ready').length >= 1, 20_000, 'the task worker');
+      // From now on a task worker spends 4 s loading its task code (BullMQ and the definitions).
+      const runner = join(build.dir, 'dist/tasks/runner.js');
+      writeFileSync(
+        runner,
+        `await new Promise((resolve) => setTimeout(resolve, 4000));\n${readFileSync(runner, 'utf8')}`,
+      );
+      server.child.kill('SIGHUP');
+      await until(
+        () => taskLogs('worker started').some((line) => line.generation === 2),
+        10_000,
+        'the new task worker to start',
+      );
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(taskLogs('worker ready').some((line) => line.generation === 2)).toBe(false);
+      const askedAt = Date.now();
+      const response = await fetch(`${server.baseUrl}/metrics`);
+      const text = await response.text();
+      // A worker that ignores the collection request would hold every scrape for prom-client's 5 s.
+      expect(Date.now() - askedAt).toBeLessThan(2000);
+      expect(response.status).toBe(200);
+      expect(text).toMatch(/^cluster_workers_desired\{pool="tasks"\} 1$/m);
+      await until(
+        () =>
+          logsWith(server, 'reload finished: every worker replaced').some((line) => line.pool === 'tasks'),
+        30_000,
+        'the task reload to finish',
+      );
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      build.remove();
+    }
   }, 90_000);
 });
