@@ -8,22 +8,25 @@
  */
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
-import { createLogger } from './logger.js';
-import { loadSettingsOrExit } from './runtime/startup.js';
 import { isSupervisedWorker, reportMetricsToPrimary } from './runtime/supervisor-link.js';
 import type { Settings } from './settings.js';
 
+// Only workers forked by our own primary carry a worker id; under another process manager
+// (PM2 cluster mode, say) each process is simply a LEVEL=1 server.
+const supervisedWorker = cluster.isWorker && isSupervisedWorker();
+// A worker's first step, before settings and the app load: the primary's metric collection waits
+// for every worker, booting ones included.
+if (supervisedWorker) reportMetricsToPrimary('http');
+
+const { loadSettingsOrExit } = await import('./runtime/startup.js');
+const { createLogger } = await import('./logger.js');
 const settings = loadSettingsOrExit();
 const logger = createLogger(settings);
 
 async function run(): Promise<void> {
   let runner: (settings: Settings, logger: Logger) => Promise<void>;
-  // Only workers forked by our own primary carry a worker id; under another process manager
-  // (PM2 cluster mode, say) each process is simply a LEVEL=1 server.
-  if (cluster.isWorker && isSupervisedWorker()) {
-    reportMetricsToPrimary('http');
-    runner = (await import('./runtime/agent.js')).runClusterWorker;
-  } else if (settings.LEVEL === 1) runner = (await import('./runtime/single.js')).runSingle;
+  if (supervisedWorker) runner = (await import('./runtime/agent.js')).runClusterWorker;
+  else if (settings.LEVEL === 1) runner = (await import('./runtime/single.js')).runSingle;
   else runner = (await import('./runtime/primary.js')).runPrimary;
   await runner(settings, logger);
 }

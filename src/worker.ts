@@ -7,8 +7,6 @@
 import { createServer } from 'node:http';
 import closeWithGrace from 'close-with-grace';
 import client from 'prom-client';
-import { createLogger } from './logger.js';
-import { loadSettingsOrExit } from './runtime/startup.js';
 import {
   isSupervisedWorker,
   linkToSupervisor,
@@ -17,8 +15,14 @@ import {
 } from './runtime/supervisor-link.js';
 import type { startTaskWorkers } from './tasks/runner.js';
 
-const settings = loadSettingsOrExit();
 const supervised = isSupervisedWorker();
+// First step under the LEVEL=4 primary, before settings and the task code load: its metric
+// collection waits for every worker, booting ones included.
+if (supervised) reportMetricsToPrimary('tasks');
+
+const { loadSettingsOrExit } = await import('./runtime/startup.js');
+const { createLogger } = await import('./logger.js');
+const settings = loadSettingsOrExit();
 const logger = createLogger(settings, {
   role: 'task-worker',
   ...(supervised ? { worker: workerIdentity().workerId } : {}),
@@ -28,7 +32,6 @@ const logger = createLogger(settings, {
 client.collectDefaultMetrics();
 
 async function main(): Promise<void> {
-  if (supervised) reportMetricsToPrimary('tasks');
   const link = supervised
     ? linkToSupervisor({
         workerTimeoutMs: settings.WORKER_TIMEOUT * 1000,
@@ -36,8 +39,7 @@ async function main(): Promise<void> {
         served: () => tasks?.jobsProcessed() ?? 0,
       })
     : undefined;
-  // The task code (BullMQ, the definitions, the database driver) loads only now, so a supervised
-  // worker answers the primary's metric collection while it loads.
+  // The task code (BullMQ, the definitions, the database driver) loads after the responder above.
   const [{ createPool }, { prepareDatabase }, { lazyPool }, runner] = await Promise.all([
     import('./db/pool.js'),
     import('./db/prepare.js'),

@@ -1,8 +1,15 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answeringPids, copyOfBuild, logsWith, startCluster, until } from './helpers/cluster.js';
+import {
+  answeringPids,
+  copyOfBuild,
+  logsWith,
+  slowModuleLoad,
+  startCluster,
+  until,
+} from './helpers/cluster.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { startLoad } from './helpers/load.js';
 import { freePort, isAlive, type ServerProcess, startProcess } from './helpers/process.js';
@@ -194,15 +201,11 @@ describe('LEVEL=3: runtime scaling and crash loops', () => {
     const build = copyOfBuild();
     cleanups.push(build.remove);
     const server = await supervised({ WORKERS: '1' }, build.dir);
-    // The next worker spends 4 s loading the app (a large app, a cold disk).
-    const app = join(build.dir, 'dist/app.js');
-    writeFileSync(
-      app,
-      `await new Promise((resolve) => setTimeout(resolve, 4000));\n${readFileSync(app, 'utf8')}`,
-    );
+    // The next worker spends 4 s loading the app (a large app, a cold disk), and says when it starts.
+    const loading = join(build.dir, 'app-loading');
+    slowModuleLoad(join(build.dir, 'dist/app.js'), loading, 4000);
     server.child.kill('SIGTTIN');
-    await server.waitForLog((line) => line.msg === 'worker started' && line.worker === 2, 10_000);
-    await sleep(500);
+    await until(() => existsSync(loading), 10_000, 'the new worker to load the app');
     expect(readyCount(server)).toBe(1);
     const askedAt = Date.now();
     const response = await fetch(`${server.baseUrl}/metrics`);

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyOfBuild, logsWith, startCluster, until } from './helpers/cluster.js';
+import { copyOfBuild, logsWith, slowModuleLoad, startCluster, until } from './helpers/cluster.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { samplesOf } from './helpers/metrics.js';
 import { freePort, isAlive, portOpen, type ServerProcess, waitForHttp } from './helpers/process.js';
@@ -218,19 +218,18 @@ describe('LEVEL=4: task workers under the supervisor', () => {
       processes.push(server);
       const taskLogs = (message: string) => logsWith(server, message).filter((line) => line.pool === 'tasks');
       await until(() => taskLogs('worker ready').length >= 1, 20_000, 'the task worker');
-      // From now on a task worker spends 4 s loading its task code (BullMQ and the definitions).
-      const runner = join(build.dir, 'dist/tasks/runner.js');
-      writeFileSync(
-        runner,
-        `await new Promise((resolve) => setTimeout(resolve, 4000));\n${readFileSync(runner, 'utf8')}`,
-      );
+      // From now on a task worker spends 10 s loading its task code (BullMQ and the definitions), and
+      // says when it starts.
+      const loading = join(build.dir, 'tasks-loading');
+      slowModuleLoad(join(build.dir, 'dist/tasks/runner.js'), loading, 10_000);
       server.child.kill('SIGHUP');
+      await until(() => existsSync(loading), 10_000, 'the new task worker to load its task code');
+      // SIGHUP reloads the HTTP workers too: ask once they are done, so only the task worker boots.
       await until(
-        () => taskLogs('worker started').some((line) => line.generation === 2),
-        10_000,
-        'the new task worker to start',
+        () => logsWith(server, 'reload finished: every worker replaced').some((line) => line.pool === 'http'),
+        8000,
+        'the HTTP reload to finish',
       );
-      await new Promise((resolve) => setTimeout(resolve, 500));
       expect(taskLogs('worker ready').some((line) => line.generation === 2)).toBe(false);
       const askedAt = Date.now();
       const response = await fetch(`${server.baseUrl}/metrics`);

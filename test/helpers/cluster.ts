@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -59,6 +59,18 @@ export async function until(
 }
 
 /** A copy of the built app in a temp folder, so a test can break its code on disk. */
+/**
+ * Make a built module (in a copy of the build) take `delayMs` longer to load, creating `marker` when
+ * its loading starts: whatever a process does before it imports that module has then happened.
+ */
+export function slowModuleLoad(modulePath: string, marker: string, delayMs: number): void {
+  const prelude = `import { writeFileSync as markLoading } from 'node:fs';
+markLoading(${JSON.stringify(marker)}, '');
+await new Promise((resolve) => setTimeout(resolve, ${delayMs}));
+`;
+  writeFileSync(modulePath, prelude + readFileSync(modulePath, 'utf8'));
+}
+
 export function copyOfBuild(): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'build-copy-'));
   cpSync(join(ROOT, 'dist'), join(dir, 'dist'), { recursive: true });
