@@ -5,16 +5,15 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AFFINITY_COOKIE } from '../../src/plugins/affinity.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { freePort, type ServerProcess, waitForHttp } from '../helpers/process.js';
-import { NGINX_BIN, type Nginx, startAppNode, startNginx } from './helpers/nginx.js';
+import type { ServerProcess } from '../helpers/process.js';
+import { type BalancedNodes, NGINX_BIN, type Nginx, startBalancedNodes } from './helpers/nginx.js';
 
 const hasNginx = existsSync(NGINX_BIN);
 
 describe.skipIf(!hasNginx)('nginx with SESSION_AFFINITY=true in front of two app processes', () => {
-  let database: TestDatabase;
+  let balanced: BalancedNodes;
   let nginx: Nginx;
-  const nodes: ServerProcess[] = [];
+  let nodes: ServerProcess[];
 
   /** One request as a client with this cookie jar (at most the affinity cookie). */
   async function visit(jar: {
@@ -32,21 +31,12 @@ describe.skipIf(!hasNginx)('nginx with SESSION_AFFINITY=true in front of two app
   }
 
   beforeAll(async () => {
-    database = await createTestDatabase();
-    const ports = [await freePort(), await freePort()];
-    nodes.push(
-      ...(await Promise.all(
-        ports.map((port) => startAppNode(database.url, port, { SESSION_AFFINITY: 'true' })),
-      )),
-    );
-    nginx = await startNginx({ port: await freePort(), upstreamPorts: ports, sessionAffinity: true });
-    await waitForHttp(`${nginx.baseUrl}/health/ready`);
+    balanced = await startBalancedNodes({ env: { SESSION_AFFINITY: 'true' }, sessionAffinity: true });
+    ({ nginx, nodes } = balanced);
   });
 
   afterAll(async () => {
-    await nginx?.stop();
-    await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
-    await database?.drop();
+    await balanced?.stop();
   });
 
   it('a new client gets the cookie on its first answer and stays on that server from its first request on', async () => {

@@ -15,17 +15,18 @@ import { connect as connectTls } from 'node:tls';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AFFINITY_COOKIE } from '../../src/plugins/affinity.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { startLoad } from '../helpers/load.js';
-import { freePort, type ServerProcess, waitForHttp } from '../helpers/process.js';
+import { freePort, type ServerProcess } from '../helpers/process.js';
 import { settingDefault } from './helpers/compose.js';
 import {
+  type BalancedNodes,
   checkNginx,
   NGINX_BIN,
   NGINX_DIR,
   type Nginx,
   renderNginx,
   startAppNode,
+  startBalancedNodes,
   startNginx,
 } from './helpers/nginx.js';
 
@@ -79,10 +80,10 @@ describe('nginx templates (static)', () => {
 });
 
 describe.skipIf(!hasNginx)(`nginx in front of two app processes (${NGINX_BIN})`, () => {
-  let database: TestDatabase;
+  let balanced: BalancedNodes;
   let nginx: Nginx;
-  const ports: number[] = [];
-  const nodes: ServerProcess[] = [];
+  let ports: number[];
+  let nodes: ServerProcess[];
 
   /** A load run through nginx that no client saw fail, with enough requests to mean something. */
   function expectNoFailures(result: Awaited<ReturnType<ReturnType<typeof startLoad>['stop']>>): void {
@@ -100,18 +101,12 @@ describe.skipIf(!hasNginx)(`nginx in front of two app processes (${NGINX_BIN})`,
   }
 
   beforeAll(async () => {
-    database = await createTestDatabase();
-    ports.push(await freePort(), await freePort());
-    // In port order: the tests below pair nodes[i] with ports[i].
-    nodes.push(...(await Promise.all(ports.map((port) => startAppNode(database.url, port)))));
-    nginx = await startNginx({ port: await freePort(), upstreamPorts: ports });
-    await waitForHttp(`${nginx.baseUrl}/health/ready`);
+    balanced = await startBalancedNodes();
+    ({ nginx, ports, nodes } = balanced);
   });
 
   afterAll(async () => {
-    await nginx?.stop();
-    await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
-    await database?.drop();
+    await balanced?.stop();
   });
 
   it('spreads requests over both nodes', async () => {
@@ -132,7 +127,7 @@ describe.skipIf(!hasNginx)(`nginx in front of two app processes (${NGINX_BIN})`,
   });
 
   it(`takes the node back once it returns on the same port (fail_timeout=${failTimeout}s)`, async () => {
-    const returned = await startAppNode(database.url, ports[0] as number);
+    const returned = await startAppNode(balanced.database.url, ports[0] as number);
     nodes.push(returned);
     const deadline = Date.now() + (failTimeout + 10) * 1000;
     const seen = new Set<number>();

@@ -12,7 +12,15 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { portOpen, ROOT, type ServerProcess, startProcess, waitForHttp } from '../../helpers/process.js';
+import { createTestDatabase, type TestDatabase } from '../../helpers/database.js';
+import {
+  freePort,
+  portOpen,
+  ROOT,
+  type ServerProcess,
+  startProcess,
+  waitForHttp,
+} from '../../helpers/process.js';
 import { type Child, type ChildOptions, startChild } from './child.js';
 
 export const NGINX_BIN = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
@@ -190,4 +198,39 @@ export async function startAppNode(
     throw error;
   }
   return node;
+}
+
+export interface BalancedNodes {
+  database: TestDatabase;
+  nginx: Nginx;
+  /** In port order: nodes[i] listens on ports[i]. Tests may push nodes they start later. */
+  ports: number[];
+  nodes: ServerProcess[];
+  stop(): Promise<void>;
+}
+
+/** Two app nodes (startAppNode) on a test database of their own, behind a live nginx, ready. */
+export async function startBalancedNodes(
+  options: { env?: Record<string, string>; sessionAffinity?: boolean } = {},
+): Promise<BalancedNodes> {
+  const database = await createTestDatabase();
+  const ports = [await freePort(), await freePort()];
+  const nodes = await Promise.all(ports.map((port) => startAppNode(database.url, port, options.env)));
+  const nginx = await startNginx({
+    port: await freePort(),
+    upstreamPorts: ports,
+    sessionAffinity: options.sessionAffinity,
+  });
+  await waitForHttp(`${nginx.baseUrl}/health/ready`);
+  return {
+    database,
+    nginx,
+    ports,
+    nodes,
+    stop: async () => {
+      await nginx.stop();
+      await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
+      await database.drop();
+    },
+  };
 }
