@@ -15,7 +15,7 @@ import autocannon from 'autocannon';
 import { pino } from 'pino';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { migrateUp } from '../src/db/migrate.js';
-import { repeatsFromEnv, runRotated } from './repeat.js';
+import { medianRun, repeatsFromEnv, runRotated } from './repeat.js';
 
 const root = resolve(import.meta.dirname, '..');
 const duration = Number(process.env.BENCH_DURATION ?? 10);
@@ -219,44 +219,40 @@ async function main(): Promise<void> {
     `load: ${useWrk ? 'wrk' : 'autocannon'}, ${connections} connections, ${duration} s per row, GET ${path}, ${workers} workers`,
   );
   try {
-    const runs = new Map<string, Row[]>();
-    const record = (row: Row) => runs.set(row.name, [...(runs.get(row.name) ?? []), row]);
+    // Every run of each setup, in setup order: LEVEL=1, 2, 3, PM2.
+    const runs: [Row[], Row[], Row[], Row[]] = [[], [], [], []];
     let pm2Reload: LoadFigures | undefined;
-    const ours = (level: string) => () =>
+    const ours = (level: 1 | 2 | 3) => () =>
       benchOurs(
-        level === '1' ? 'LEVEL=1' : `LEVEL=${level} WORKERS=${workers}`,
-        { LEVEL: level, ...(level === '1' ? {} : { WORKERS: String(workers) }) },
+        level === 1 ? 'LEVEL=1' : `LEVEL=${level} WORKERS=${workers}`,
+        { LEVEL: String(level), ...(level === 1 ? {} : { WORKERS: String(workers) }) },
         databaseUrl,
-      ).then(record);
+      ).then((row) => runs[level - 1]?.push(row));
     await runRotated(repeats, [
-      ours('1'),
-      ours('2'),
-      ours('3'),
+      ours(1),
+      ours(2),
+      ours(3),
       () =>
         benchPm2(databaseUrl, pm2Reload === undefined).then(({ row, reload }) => {
-          record(row);
+          runs[3].push(row);
           pm2Reload ??= reload;
         }),
     ]);
     const ourReload = await reloadOurs(databaseUrl);
-    // Each setup's median run by req/s, its latencies and errors with it (the lower middle run for
-    // an even count, so the figure shown is always one real run).
-    const medianRow = (rows: Row[]): Row =>
-      [...rows].sort((a, b) => a.figures.requestsPerSecond - b.figures.requestsPerSecond)[
-        Math.floor((rows.length - 1) / 2)
-      ] as Row;
-    const [level1, level2, level3, pm2Row] = [...runs.values()].map(medianRow) as [Row, Row, Row, Row];
-    const reqs = (rows: Row[] | undefined) =>
-      (rows ?? []).map((row) => row.figures.requestsPerSecond.toFixed(0)).join(', ');
+    // Each setup's median run by req/s, its latencies and errors with it.
+    const [level1, level2, level3, pm2Row] = runs.map((rows) =>
+      medianRun(rows, (row) => row.figures.requestsPerSecond),
+    ) as [Row, Row, Row, Row];
+    const reqs = (rows: Row[]) => rows.map((row) => row.figures.requestsPerSecond.toFixed(0)).join(', ');
 
     console.log(
       `\n| setup | req/s (median of ${repeats}) | all runs | p50 ms | p99 ms | errors | start to ready ms | RSS per process MB |`,
     );
     console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
-    for (const row of [level1, level2, level3, pm2Row]) {
+    for (const [index, row] of [level1, level2, level3, pm2Row].entries()) {
       const f = row.figures;
       console.log(
-        `| ${row.name} | ${f.requestsPerSecond.toFixed(0)} | ${reqs(runs.get(row.name))} | ${f.p50Ms.toFixed(1)} | ${f.p99Ms.toFixed(1)} | ${f.errors} | ${row.readyMs} | ${row.rssMb.join(', ')} |`,
+        `| ${row.name} | ${f.requestsPerSecond.toFixed(0)} | ${reqs(runs[index] as Row[])} | ${f.p50Ms.toFixed(1)} | ${f.p99Ms.toFixed(1)} | ${f.errors} | ${row.readyMs} | ${row.rssMb.join(', ')} |`,
       );
     }
     const rps = (row: Row) => row.figures.requestsPerSecond;

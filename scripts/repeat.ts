@@ -30,3 +30,8 @@ export function median(values: number[]): number {
     ? (sorted[middle] as number)
     : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
+
+/** The median run by `value` (the lower middle for an even count): always one real run, shown whole. */
+export function medianRun<T>(runs: T[], value: (run: T) => number): T {
+  return [...runs].sort((a, b) => value(a) - value(b))[Math.floor((runs.length - 1) / 2)] as T;
+}

@@ -13,7 +13,6 @@ import {
   reportMetricsToPrimary,
   workerIdentity,
 } from './runtime/supervisor-link.js';
-import type { startTaskWorkers } from './tasks/runner.js';
 
 const supervised = isSupervisedWorker();
 // First step under the LEVEL=4 primary, before settings and the task code load: its metric
@@ -61,7 +60,7 @@ async function main(): Promise<void> {
       logger,
     ),
   );
-  let tasks: Awaited<ReturnType<typeof startTaskWorkers>> | undefined;
+  let tasks: Awaited<ReturnType<typeof runner.startTaskWorkers>> | undefined;
   tasks = await runner.startTaskWorkers(settings, logger, database.url, db);
   const running = tasks;
   const stop = async () => {

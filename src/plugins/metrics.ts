@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import client from 'prom-client';
 
@@ -19,16 +19,19 @@ export const httpDuration = new client.Histogram({
   buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
 });
 
+/** The route pattern (/api/items/:id), never the raw URL: label cardinality stays bounded. */
+export function routeLabel(request: FastifyRequest): string {
+  return request.routeOptions.url ?? 'unmatched';
+}
+
 async function metricsPlugin(app: FastifyInstance, options: MetricsOptions): Promise<void> {
   if (!defaultsRegistered) {
     client.collectDefaultMetrics();
     defaultsRegistered = true;
   }
   app.addHook('onResponse', async (request, reply) => {
-    // The route pattern (/api/items/:id), never the raw URL, keeps label cardinality bounded.
-    const route = request.routeOptions.url ?? 'unmatched';
     httpDuration.observe(
-      { method: request.method, route, status_code: String(reply.statusCode) },
+      { method: request.method, route: routeLabel(request), status_code: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
   });

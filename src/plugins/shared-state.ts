@@ -7,6 +7,7 @@ import { type Cache, MemoryCache, RedisCache } from '../cache/cache.js';
 import { withCacheMetrics } from '../cache/metrics.js';
 import { isDistributed, type Settings, sharedCacheUrlOf } from '../settings.js';
 import { createProducerConnection } from '../tasks/connection.js';
+import { routeLabel } from './metrics.js';
 
 const rateLimitRejections = new client.Counter({
   name: 'rate_limit_rejections_total',
@@ -44,7 +45,7 @@ async function sharedStatePlugin(app: FastifyInstance, settings: Settings): Prom
       // Redis unreachable: let requests through (default) or refuse them; never wait.
       skipOnError: settings.RATE_LIMIT_FAIL_OPEN,
       allowList: (request) => !request.url.startsWith('/api/'),
-      onExceeded: (request) => rateLimitRejections.inc({ route: request.routeOptions.url ?? 'unmatched' }),
+      onExceeded: (request) => rateLimitRejections.inc({ route: routeLabel(request) }),
       errorResponseBuilder: (_request, context) => ({
         statusCode: context.statusCode,
         code: 'RATE_LIMITED',

@@ -32,23 +32,18 @@ export function workerIdentity(): { workerId: number; generation: number } {
 }
 
 /**
- * Label every series this worker reports with its pool and slot. The primary aggregates the workers
- * it has now; summed into one series, a replaced worker's counts would vanish and Prometheus would
- * read the drop as a counter reset (a false spike in every rate). One series per slot resets only
- * when that slot's worker is replaced, which `rate()` handles; the slot (not the pid) keeps the
- * number of series fixed across recycles.
- */
-function labelMetricsWithSlot(pool: 'http' | 'tasks'): void {
-  client.register.setDefaultLabels({ pool, worker: String(workerIdentity().workerId) });
-}
-
-/**
- * Label this worker's series (above) and answer the primary's metric collection from the first
- * moment of boot, before the app's code loads: the primary asks every worker and waits for each, so
- * one that has not installed prom-client's responder yet holds every /metrics for seconds.
+ * Label every series this worker reports with its pool and slot, and answer the primary's metric
+ * collection from the first moment of boot, before the app's code loads: the primary asks every
+ * worker and waits for each, so one without prom-client's responder yet holds every /metrics for
+ * seconds.
+ *
+ * The labels: the primary aggregates the workers it has now; summed into one series, a replaced
+ * worker's counts would vanish and Prometheus would read the drop as a counter reset (a false spike
+ * in every rate). One series per slot resets only when that slot's worker is replaced, which
+ * `rate()` handles; the slot (not the pid) keeps the number of series fixed across recycles.
  */
 export function reportMetricsToPrimary(pool: 'http' | 'tasks'): void {
-  labelMetricsWithSlot(pool);
+  client.register.setDefaultLabels({ pool, worker: String(workerIdentity().workerId) });
   new client.AggregatorRegistry();
 }
 

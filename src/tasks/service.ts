@@ -128,7 +128,7 @@ export class TaskService {
         if (!cancelled) return undefined;
         return { ...emptyStatus(id), state: 'cancelled' };
       }
-      if (job.finishedOn && !isFinished(state)) state = await queue.getJobState(parsed.jobId);
+      if (!cancelled && job.finishedOn && !isFinished(state)) state = await queue.getJobState(parsed.jobId);
       return statusOf(id, job, cancelled ? 'cancelled' : toTaskState(state));
     });
   }

@@ -16,7 +16,8 @@ import { durationSeconds, loadCompose, settingDefault } from './helpers/compose.
 type Tree = { [key: string]: unknown };
 const DIR = join(ROOT, 'deployment/traefik');
 const staticConfig = parse(readFileSync(join(DIR, 'traefik.yml'), 'utf8')) as Tree;
-const dynamic = parse(readFileSync(join(DIR, 'dynamic.yml'), 'utf8')) as Tree;
+const dynamicText = readFileSync(join(DIR, 'dynamic.yml'), 'utf8');
+const dynamic = parse(dynamicText) as Tree;
 const http = dynamic.http as {
   routers: Record<
     string,
@@ -206,12 +207,12 @@ describe('deployment/traefik/dynamic.yml', () => {
   });
 });
 
-describe('SESSION_AFFINITY in dynamic.yml (a Go template Traefik renders with its environment)', () => {
-  const text = readFileSync(join(DIR, 'dynamic.yml'), 'utf8');
-  const loadBalancer = (env: Record<string, string>) =>
-    (parse(renderTemplate(text, env)) as { http: { services: { app: { loadBalancer: Tree } } } }).http
-      .services.app.loadBalancer;
+/** dynamic.yml's load balancer as Traefik renders the template with this environment. */
+const loadBalancer = (env: Record<string, string>) =>
+  (parse(renderTemplate(dynamicText, env)) as { http: { services: { app: { loadBalancer: Tree } } } }).http
+    .services.app.loadBalancer;
 
+describe('SESSION_AFFINITY in dynamic.yml (a Go template Traefik renders with its environment)', () => {
   it('true: a sticky cookie, HttpOnly, SameSite=Lax; false or unset: no stickiness', () => {
     expect(loadBalancer({ SESSION_AFFINITY: 'true' }).sticky).toEqual({
       cookie: { name: 'lb_sticky', httpOnly: true, sameSite: 'lax' },
@@ -257,9 +258,7 @@ describe('the Docker-label version in docker-compose.yml (profile traefik)', () 
     expect(stickyCookie({}).$value).toBe('false');
     expect(stickyCookie({ SESSION_AFFINITY: 'true' }).$value).toBe('true');
     const { $value: _enabled, ...cookie } = stickyCookie({});
-    const filed = parse(
-      renderTemplate(readFileSync(join(DIR, 'dynamic.yml'), 'utf8'), { SESSION_AFFINITY: 'true' }),
-    ).http.services.app.loadBalancer.sticky.cookie as Tree;
+    const filed = (loadBalancer({ SESSION_AFFINITY: 'true' }).sticky as { cookie: Tree }).cookie;
     expect(cookie).toEqual(normalized(filed));
   });
 

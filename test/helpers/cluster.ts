@@ -58,7 +58,6 @@ export async function until(
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
-/** A copy of the built app in a temp folder, so a test can break its code on disk. */
 /**
  * Make a built module (in a copy of the build) take `delayMs` longer to load, creating `marker` when
  * its loading starts: whatever a process does before it imports that module has then happened.
@@ -71,6 +70,7 @@ await new Promise((resolve) => setTimeout(resolve, ${delayMs}));
   writeFileSync(modulePath, prelude + readFileSync(modulePath, 'utf8'));
 }
 
+/** A copy of the built app in a temp folder, so a test can break its code on disk. */
 export function copyOfBuild(): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'build-copy-'));
   cpSync(join(ROOT, 'dist'), join(dir, 'dist'), { recursive: true });
