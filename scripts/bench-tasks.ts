@@ -16,7 +16,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { buildApp } from '../src/app.js';
 import { loadSettings } from '../src/settings.js';
-import { createProducerConnection } from '../src/tasks/connection.js';
+import { createProducerConnection } from '../src/redis/connection.js';
 import { systemNoop } from '../src/tasks/definitions/noop.js';
 import { jobOptionsFor, retentionOf, TaskService } from '../src/tasks/service.js';
 import { median, repeatsFromEnv, runRotated } from './repeat.js';

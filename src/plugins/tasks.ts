@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import client from 'prom-client';
 import { redisUrlOf, type Settings } from '../settings.js';
-import { createProducerConnection } from '../tasks/connection.js';
+import { createProducerConnection } from '../redis/connection.js';
 import { retentionOf, TaskService } from '../tasks/service.js';
 import { addReadinessCheck } from './readiness.js';
 

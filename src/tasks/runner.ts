@@ -8,7 +8,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import client from 'prom-client';
 import { redisUrlOf, type Settings } from '../settings.js';
-import { createWorkerConnection } from './connection.js';
+import { createWorkerConnection } from '../redis/connection.js';
 import { TASKS } from './definitions/index.js';
 import { runJob } from './processor.js';
 import type { QueueName } from './queues.js';

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { type Job, type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Settings } from '../settings.js';
-import { withRedis } from './connection.js';
+import { withRedis } from '../redis/connection.js';
 import { tasksByName } from './definitions/index.js';
 import { QUEUE_NAMES, type QueueName } from './queues.js';
 import type { TaskDefinition } from './registry.js';

@@ -1,3 +1,6 @@
+// Every Redis client of the app comes from here: task queues and workers, the shared rate limiter
+// and cache, the dashboard. One factory, so connection policy (fail fast on the API side, reconnect
+// forever on the worker side) is decided once.
 import { Redis, type RedisOptions } from 'ioredis';
 
 /**
