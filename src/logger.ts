@@ -15,9 +15,13 @@ export const REDACTED_PATHS = [
   'body.password',
 ];
 
+/** Fields added to every line, e.g. the active span's trace_id and span_id when tracing is on. */
+export type LogFields = () => Record<string, unknown>;
+
 export function loggerOptions(
   settings: Pick<Settings, 'LOG_LEVEL' | 'NODE_ENV'>,
   base: object = {},
+  fields?: LogFields,
 ): LoggerOptions {
   // Pretty output only for a human at a terminal; machines (files, pipes, containers) get JSON.
   const pretty = process.stdout.isTTY === true && settings.NODE_ENV !== 'production';
@@ -26,10 +30,15 @@ export function loggerOptions(
     base: { pid: process.pid, ...base },
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
+    ...(fields ? { mixin: fields } : {}),
     ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
   };
 }
 
-export function createLogger(settings: Pick<Settings, 'LOG_LEVEL' | 'NODE_ENV'>, base: object = {}): Logger {
-  return pino(loggerOptions(settings, base));
+export function createLogger(
+  settings: Pick<Settings, 'LOG_LEVEL' | 'NODE_ENV'>,
+  base: object = {},
+  fields?: LogFields,
+): Logger {
+  return pino(loggerOptions(settings, base, fields));
 }

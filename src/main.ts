@@ -8,7 +8,7 @@
  */
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
-import { isSupervisedWorker, reportMetricsToPrimary } from './runtime/supervisor-link.js';
+import { isSupervisedWorker, reportMetricsToPrimary, workerIdentity } from './runtime/supervisor-link.js';
 import type { Settings } from './settings.js';
 
 // Only workers forked by our own primary carry a worker id; under another process manager
@@ -20,8 +20,18 @@ if (supervisedWorker) reportMetricsToPrimary('http');
 
 const { loadSettingsOrExit } = await import('./runtime/startup.js');
 const { createLogger } = await import('./logger.js');
+const { startTracing } = await import('./telemetry/tracing.js');
 const settings = loadSettingsOrExit();
-const logger = createLogger(settings);
+// Tracing starts in the processes that run the app (never in the primary), before the app loads.
+const runsApp = supervisedWorker || settings.LEVEL === 1;
+const tracing = runsApp
+  ? await startTracing(settings, {
+      role: 'http',
+      ...(supervisedWorker ? { workerId: workerIdentity().workerId } : {}),
+    })
+  : undefined;
+const logger = createLogger(settings, {}, tracing?.logFields);
+tracing?.reportTo(logger);
 
 async function run(): Promise<void> {
   let runner: (settings: Settings, logger: Logger) => Promise<void>;

@@ -17,7 +17,7 @@ interface PropertySchema {
 }
 
 const SECRET_NAMES = /(PASSWORD|SECRET|TOKEN|_URL)$/;
-const HIDDEN_NAMES = /(PASSWORD|SECRET|TOKEN)$/;
+const HIDDEN_NAMES = /(PASSWORD|SECRET|TOKEN|HEADERS)$/;
 
 /** Replace the password of a URL with ***; anything unparseable is masked whole. */
 export function redactUrl(value: string): string {

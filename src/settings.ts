@@ -261,6 +261,89 @@ export const settingsSchema = Type.Object({
     default: false,
     description: 'bull-board without retry, promote or remove buttons',
   }),
+  // OpenTelemetry tracing: the standard OTEL_* names, read here so that a .env file works too and a
+  // bad value stops start-up like any other setting. Tracing is on when an OTLP endpoint is set.
+  OTEL_SDK_DISABLED: Type.Boolean({
+    default: false,
+    description: 'Tracing off even when an OTLP endpoint is set',
+  }),
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(
+    Type.String({
+      description:
+        'OTLP/HTTP collector base URL (http://collector:4318; spans go to <url>/v1/traces); set = tracing on',
+    }),
+  ),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(
+    Type.String({
+      description: 'Full OTLP/HTTP traces URL (wins over OTEL_EXPORTER_OTLP_ENDPOINT); set = tracing on',
+    }),
+  ),
+  OTEL_EXPORTER_OTLP_PROTOCOL: Type.Union([Type.Literal('http/protobuf'), Type.Literal('http/json')], {
+    default: 'http/protobuf',
+    description: "OTLP encoding (grpc is not supported: use the collector's HTTP port 4318)",
+  }),
+  OTEL_EXPORTER_OTLP_HEADERS: Type.String({
+    default: '',
+    description: 'Headers sent with every export, key=value pairs separated by commas (e.g. an API key)',
+  }),
+  OTEL_EXPORTER_OTLP_TIMEOUT: Type.Integer({
+    minimum: 1,
+    default: 10000,
+    description: 'Longest wait for the collector to accept one batch (ms)',
+  }),
+  OTEL_SERVICE_NAME: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        'service.name of every span (default: service.name in OTEL_RESOURCE_ATTRIBUTES, else node-levels-starter)',
+    }),
+  ),
+  OTEL_RESOURCE_ATTRIBUTES: Type.String({
+    default: '',
+    description:
+      'Extra resource attributes, key=value pairs separated by commas (service.instance.id is set per process)',
+  }),
+  OTEL_TRACES_SAMPLER: Type.Union(
+    [
+      Type.Literal('always_on'),
+      Type.Literal('always_off'),
+      Type.Literal('traceidratio'),
+      Type.Literal('parentbased_always_on'),
+      Type.Literal('parentbased_always_off'),
+      Type.Literal('parentbased_traceidratio'),
+    ],
+    {
+      default: 'parentbased_always_on',
+      description:
+        'Which traces are recorded; parentbased_* follow the sampled flag of an incoming traceparent',
+    },
+  ),
+  OTEL_TRACES_SAMPLER_ARG: Type.Number({
+    minimum: 0,
+    maximum: 1,
+    default: 1,
+    description: 'Ratio of traces kept by the traceidratio samplers (0-1)',
+  }),
+  OTEL_BSP_MAX_QUEUE_SIZE: Type.Integer({
+    minimum: 1,
+    default: 2048,
+    description: 'Finished spans held for export per process; past it spans are dropped (and counted)',
+  }),
+  OTEL_BSP_MAX_EXPORT_BATCH_SIZE: Type.Integer({
+    minimum: 1,
+    default: 512,
+    description: 'Most spans sent in one export (at most OTEL_BSP_MAX_QUEUE_SIZE)',
+  }),
+  OTEL_BSP_SCHEDULE_DELAY: Type.Integer({
+    minimum: 1,
+    default: 5000,
+    description: 'Longest time a finished span waits before its batch is exported (ms)',
+  }),
+  OTEL_BSP_EXPORT_TIMEOUT: Type.Integer({
+    minimum: 1,
+    default: 30000,
+    description: 'Longest time one batch export may take, retries included, before it is abandoned (ms)',
+  }),
 });
 
 export type Settings = Static<typeof settingsSchema>;
@@ -284,6 +367,7 @@ export const secretSettings: ReadonlySet<string> = new Set([
   'DATABASE_URL',
   'REDIS_URL',
   'BULL_BOARD_PASSWORD',
+  'OTEL_EXPORTER_OTLP_HEADERS',
 ]);
 
 export class SettingsError extends Error {
@@ -386,6 +470,7 @@ function checkSemantics(settings: Settings): SettingProblem[] {
     });
   }
   problems.push(...checkBackgroundTasks(settings, production));
+  problems.push(...checkTracing(settings));
   if (settings.MAX_REQUESTS === 0 && settings.MAX_REQUESTS_JITTER > 0) {
     problems.push({
       name: 'MAX_REQUESTS_JITTER',
@@ -452,6 +537,30 @@ function checkBackgroundTasks(settings: Settings, production: boolean): SettingP
       value: password,
       problem: 'is shorter than 12 characters, which NODE_ENV=production refuses',
       expected: 'a password of 12 or more characters',
+    });
+  }
+  return problems;
+}
+
+function checkTracing(settings: Settings): SettingProblem[] {
+  const problems: SettingProblem[] = [];
+  for (const name of ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] as const) {
+    const value = settings[name];
+    if (value === undefined) continue;
+    let protocol = '';
+    try {
+      protocol = new URL(value).protocol;
+    } catch {}
+    if (protocol !== 'http:' && protocol !== 'https:') {
+      problems.push({ name, value, problem: 'is not an http(s) URL', expected: 'http://collector:4318' });
+    }
+  }
+  if (settings.OTEL_BSP_MAX_EXPORT_BATCH_SIZE > settings.OTEL_BSP_MAX_QUEUE_SIZE) {
+    problems.push({
+      name: 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE',
+      value: String(settings.OTEL_BSP_MAX_EXPORT_BATCH_SIZE),
+      problem: 'is larger than OTEL_BSP_MAX_QUEUE_SIZE',
+      expected: `at most ${settings.OTEL_BSP_MAX_QUEUE_SIZE}`,
     });
   }
   return problems;

@@ -21,11 +21,19 @@ if (supervised) reportMetricsToPrimary('tasks');
 
 const { loadSettingsOrExit } = await import('./runtime/startup.js');
 const { createLogger } = await import('./logger.js');
+const { startTracing, stopTracing } = await import('./telemetry/tracing.js');
 const settings = loadSettingsOrExit();
-const logger = createLogger(settings, {
+// Before the task code (BullMQ, ioredis, pg) loads, so that it is instrumented.
+const tracing = await startTracing(settings, {
   role: 'task-worker',
-  ...(supervised ? { worker: workerIdentity().workerId } : {}),
+  ...(supervised ? { workerId: workerIdentity().workerId } : {}),
 });
+const logger = createLogger(
+  settings,
+  { role: 'task-worker', ...(supervised ? { worker: workerIdentity().workerId } : {}) },
+  tracing?.logFields,
+);
+tracing?.reportTo(logger);
 
 // Process figures (memory, event-loop lag, GC), as the API processes have.
 client.collectDefaultMetrics();
@@ -63,10 +71,13 @@ async function main(): Promise<void> {
   let tasks: Awaited<ReturnType<typeof runner.startTaskWorkers>> | undefined;
   tasks = await runner.startTaskWorkers(settings, logger, database.url, db);
   const running = tasks;
+  // Whatever is left of the drain time (TASK_SHUTDOWN_TIMEOUT + 5 s) flushes the last spans.
   const stop = async () => {
+    const deadline = Date.now() + (settings.TASK_SHUTDOWN_TIMEOUT + 5) * 1000;
     await running.close(settings.TASK_SHUTDOWN_TIMEOUT * 1000);
     await db().end();
     await database.stop();
+    await stopTracing(logger, deadline - Date.now() - 500);
   };
   logger.info(
     {

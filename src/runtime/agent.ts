@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { buildApp } from '../app.js';
 import { closeApp } from '../plugins/lifecycle.js';
 import type { Settings } from '../settings.js';
+import { stopTracing } from '../telemetry/tracing.js';
 import { isPrimaryMessage } from './protocol.js';
 import { linkToSupervisor, sendToPrimary, workerIdentity } from './supervisor-link.js';
 
@@ -69,12 +70,15 @@ export async function runClusterWorker(settings: Settings, logger: Logger): Prom
    */
   link.ready(async (reason, deadlineMs) => {
     log.info({ reason }, 'worker draining');
+    const deadline = Date.now() + deadlineMs;
     if (isServiceShutdown(reason)) {
       await closeApp(app);
-      return;
+    } else {
+      app.processState.draining = true;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(DRAIN_SETTLE_MS, deadlineMs / 2)));
+      await app.close();
     }
-    app.processState.draining = true;
-    await new Promise((resolve) => setTimeout(resolve, Math.min(DRAIN_SETTLE_MS, deadlineMs / 2)));
-    await app.close();
+    // The spans still queued go out in what is left of the drain time.
+    await stopTracing(log, deadline - Date.now() - 500);
   });
 }

@@ -5,6 +5,7 @@ import { buildApp } from '../app.js';
 import { prepareDatabase } from '../db/prepare.js';
 import { closeApp } from '../plugins/lifecycle.js';
 import type { Settings } from '../settings.js';
+import { stopTracing } from '../telemetry/tracing.js';
 
 /** LEVEL=1: the app in this process, shut down gracefully on SIGTERM/SIGINT. */
 export async function runSingle(settings: Settings, logger: Logger): Promise<void> {
@@ -27,8 +28,11 @@ export async function runSingle(settings: Settings, logger: Logger): Promise<voi
     async ({ signal, err }) => {
       if (err) logger.error({ err }, 'uncaught error: shutting down');
       logger.info({ signal, gracefulTimeoutS: settings.GRACEFUL_TIMEOUT }, 'shutting down');
+      const deadline = Date.now() + settings.GRACEFUL_TIMEOUT * 1000;
       await closeApp(app);
       await database.stop();
+      // Last, so the spans of the shutdown itself go too; within the graceful timeout.
+      await stopTracing(logger, deadline - Date.now() - 500);
       logger.info('stopped');
     },
   );

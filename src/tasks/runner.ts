@@ -7,8 +7,9 @@ import { type Job, Queue, Worker } from 'bullmq';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import client from 'prom-client';
-import { redisUrlOf, type Settings } from '../settings.js';
 import { createWorkerConnection } from '../redis/connection.js';
+import { redisUrlOf, type Settings } from '../settings.js';
+import { queueTelemetry } from '../telemetry/tracing.js';
 import { TASKS } from './definitions/index.js';
 import { runJob } from './processor.js';
 import type { QueueName } from './queues.js';
@@ -68,7 +69,8 @@ export async function startTaskWorkers(
     stalledInterval: settings.TASK_LOCK_DURATION * 1000,
     maxStalledCount: 1,
   };
-  const common = { connection, prefix: settings.QUEUE_PREFIX, ...lock };
+  // Tracing on: each job's processing span continues the trace of the request that enqueued it.
+  const common = { connection, prefix: settings.QUEUE_PREFIX, telemetry: queueTelemetry(), ...lock };
   const workers = new Map<QueueName, Worker>([
     [
       'default',
@@ -115,7 +117,8 @@ export async function startTaskWorkers(
   const schedulerQueues = new Map<QueueName, Queue>();
   for (const task of TASKS.filter((definition) => definition.schedule)) {
     const queue =
-      schedulerQueues.get(task.queue) ?? new Queue(task.queue, { connection, prefix: settings.QUEUE_PREFIX });
+      schedulerQueues.get(task.queue) ??
+      new Queue(task.queue, { connection, prefix: settings.QUEUE_PREFIX, telemetry: queueTelemetry() });
     schedulerQueues.set(task.queue, queue);
     const schedule = task.schedule as { pattern: string; payload: unknown };
     queue

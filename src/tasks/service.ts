@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { type Job, type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Settings } from '../settings.js';
 import { withRedis } from '../redis/connection.js';
+import type { Settings } from '../settings.js';
+import { queueTelemetry } from '../telemetry/tracing.js';
 import { tasksByName } from './definitions/index.js';
 import { QUEUE_NAMES, type QueueName } from './queues.js';
 import type { TaskDefinition } from './registry.js';
@@ -203,6 +204,8 @@ export class TaskService {
         prefix: this.prefix,
         skipWaitingForReady: true,
         streams: { events: { maxLen: this.retention.eventsMaxLen } },
+        // Tracing on: the enqueue span, and the trace context stored in the job for the worker.
+        telemetry: queueTelemetry(),
       });
       // Connection errors surface per call (503); the emitter must not print them or throw.
       queue.on('error', () => {});

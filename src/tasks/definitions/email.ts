@@ -40,6 +40,8 @@ export const emailSend = defineTask({
         'INSERT INTO outbox_emails (idempotency_key, recipient, subject, body) VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING',
         [key, payload.to, payload.subject, payload.body],
       );
+    // One line per send: with tracing on it carries the trace_id of the request that enqueued it.
+    context.log.info({ messageId: key, sent: rowCount === 1 }, 'email written to the outbox');
     return { messageId: key, sent: rowCount === 1 };
   },
 });
