@@ -19,7 +19,7 @@ ifeq ($(NODE_LOCAL),yes)
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 endif
 
-.PHONY: help node install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench bench-tasks load-test performance-report k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down monitoring-check
+.PHONY: help node install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench bench-tasks bench-tracing load-test performance-report k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down monitoring-check
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -81,6 +81,9 @@ bench: node install ## LEVEL 1 vs 2 vs 3 vs PM2 on the CPU-bound route (median o
 
 bench-tasks: node dist/main.js ## Task system vs raw BullMQ (no-op jobs), enqueue endpoint, enqueue-to-start latency
 	npx tsx scripts/bench-tasks.ts
+
+bench-tracing: node dist/main.js ## Tracing off vs on at 100 % sampling (GET /api/items, LEVEL=1), throughput ratio
+	npx tsx scripts/bench-tracing.ts
 
 load-test: node dist/main.js ## Load one LEVEL (default 1) with loadtest/scenarios.json at RATE/s for DURATION s; QUICK=1, URL=... (k6 if installed)
 	npx tsx loadtest/run.ts --level $(or $(LEVEL),1) $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) $(if $(QUICK),--quick) $(if $(URL),--url $(URL))

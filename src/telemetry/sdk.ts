@@ -211,8 +211,11 @@ export function startTracingSdk(settings: TracingSettings, role: ProcessRole): T
   });
   trace.setGlobalTracerProvider(provider);
 
+  // No span per hook: a dozen hooks run on every request, and their spans cost more than they tell
+  // (one request became ~16 spans); the request and handler spans remain.
   const fastify = new FastifyOtelInstrumentation({
     ignorePaths: (route) => isUntracedPath(route.url),
+    instrumentHooks: false,
   });
   registerInstrumentations({
     tracerProvider: provider,

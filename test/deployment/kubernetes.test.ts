@@ -8,7 +8,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadSettings } from '../../src/settings.js';
 import { DEFAULT_QUEUE_PREFIX, QUEUE_NAMES } from '../../src/tasks/queues.js';
+import { tracesUrl, tracingEnabled } from '../../src/telemetry/config.js';
 import { buildTestApp } from '../helpers/app.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { ROOT } from '../helpers/process.js';
@@ -294,6 +296,36 @@ describe.skipIf(!KUBECTL)('kubectl kustomize renders the base and both overlays'
             objects.find((object) => object.kind === 'ConfigMap')?.metadata.name,
           ]);
         }
+      }
+    }
+  });
+
+  it('tracing: valid OTLP settings, off until an endpoint is set, on for every app pod when it is', () => {
+    for (const objects of [rendered.dev, rendered.prod]) {
+      const settings = config(objects);
+      expect(Object.keys(settings).filter((key) => key.startsWith('OTEL_'))).toContain(
+        'OTEL_EXPORTER_OTLP_ENDPOINT',
+      );
+      // The URLs come from the Secret; production refuses to start without them.
+      const secrets = {
+        DATABASE_URL: 'postgres://app:app@postgres:5432/app',
+        REDIS_URL: 'redis://redis:6379',
+      };
+      const parsed = loadSettings({ ...settings, ...secrets }, { envFile: null });
+      expect(tracingEnabled(parsed)).toBe(false);
+      const endpoint = 'http://otel-collector.observability:4318';
+      const on = loadSettings(
+        { ...settings, ...secrets, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint },
+        { envFile: null },
+      );
+      expect(tracingEnabled(on)).toBe(true);
+      expect(tracesUrl(on)).toBe('http://otel-collector.observability:4318/v1/traces');
+      expect(on.OTEL_TRACES_SAMPLER).toBe('parentbased_traceidratio');
+      // API and task-worker pods read the same ConfigMap, so both export once the endpoint is set.
+      for (const workload of appWorkloads(objects)) {
+        expect(podTemplate(workload).spec.containers[0]?.envFrom?.[0]?.configMapRef?.name).toMatch(
+          /^app-config/,
+        );
       }
     }
   });
