@@ -4,11 +4,12 @@
  * with tracing on at 100 % sampling, exporting http/protobuf to a local OTLP sink that accepts and
  * discards (a real collector runs elsewhere; decoding here would bill its CPU to the app).
  * Settings: BENCH_DURATION (s, 10), BENCH_CONNECTIONS (50), BENCH_REPEATS (3, rotated; median run
- * reported), DATABASE_URL (default: the local PostgreSQL on 5432; a scratch database is made in it).
+ * reported; also the server's CPU time per request, steadier on a shared machine), DATABASE_URL (default: the local PostgreSQL on 5432; a scratch database is made in it).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -29,6 +30,18 @@ interface Run {
   requestsPerSecond: number;
   p99Ms: number;
   errors: number;
+  /** Server CPU time per request (user + system): steadier than req/s on a machine that is shared. */
+  cpuMsPerRequest: number;
+}
+
+/** CPU time a process has used so far (Linux /proc; NaN elsewhere), in ms. */
+function cpuMs(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, in clock ticks (100/s)
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** OTLP endpoint that reads each batch, counts it and answers success. */
@@ -92,11 +105,13 @@ async function measure(databaseUrl: string, port: number, env: Record<string, st
       );
     }
     await autocannon({ url: `${base}${path}`, connections, duration: 2 }); // warm-up
+    const cpuBefore = cpuMs(child.pid);
     const result = await autocannon({ url: `${base}${path}`, connections, duration });
     return {
       requestsPerSecond: result.requests.average,
       p99Ms: result.latency.p99,
       errors: result.errors + result.non2xx + result.timeouts,
+      cpuMsPerRequest: (cpuMs(child.pid) - cpuBefore) / result.requests.total,
     };
   } finally {
     child.kill('SIGTERM');
@@ -125,13 +140,18 @@ try {
     }),
   );
   const off = medianRun(sides['tracing off']?.runs ?? [], (run) => run.requestsPerSecond);
+  const offCpu = medianRun(sides['tracing off']?.runs ?? [], (run) => run.cpuMsPerRequest);
   console.log(
     `GET ${path}, LEVEL=1, ${connections} connections, ${duration} s, median of ${repeats} rotated runs`,
   );
   for (const [name, side] of Object.entries(sides)) {
     const run = medianRun(side.runs, (entry) => entry.requestsPerSecond);
+    const cpu = medianRun(side.runs, (entry) => entry.cpuMsPerRequest);
     console.log(
       `${name.padEnd(20)} ${run.requestsPerSecond.toFixed(0).padStart(7)} req/s  p99 ${String(run.p99Ms).padStart(4)} ms  errors ${run.errors}  ratio to off ${(run.requestsPerSecond / off.requestsPerSecond).toFixed(2)}  (runs: ${side.runs.map((entry) => entry.requestsPerSecond.toFixed(0)).join(', ')})`,
+    );
+    console.log(
+      `${''.padEnd(20)} server CPU ${cpu.cpuMsPerRequest.toFixed(3)} ms/request, ${(cpu.cpuMsPerRequest / offCpu.cpuMsPerRequest).toFixed(2)}x off (runs: ${side.runs.map((entry) => entry.cpuMsPerRequest.toFixed(3)).join(', ')})`,
     );
   }
   console.log(`OTLP batches received by the sink: ${sink.batches()}`);

@@ -20,7 +20,7 @@ if (supervisedWorker) reportMetricsToPrimary('http');
 
 const { loadSettingsOrExit } = await import('./runtime/startup.js');
 const { createLogger } = await import('./logger.js');
-const { startTracing } = await import('./telemetry/tracing.js');
+const { reportTracing, startTracing } = await import('./telemetry/tracing.js');
 const settings = loadSettingsOrExit();
 // Tracing starts in the processes that run the app (never in the primary), before the app loads.
 const runsApp = supervisedWorker || settings.LEVEL === 1;
@@ -31,7 +31,7 @@ const tracing = runsApp
     })
   : undefined;
 const logger = createLogger(settings, {}, tracing?.logFields);
-tracing?.reportTo(logger);
+reportTracing(logger, settings);
 
 async function run(): Promise<void> {
   let runner: (settings: Settings, logger: Logger) => Promise<void>;

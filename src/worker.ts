@@ -21,7 +21,7 @@ if (supervised) reportMetricsToPrimary('tasks');
 
 const { loadSettingsOrExit } = await import('./runtime/startup.js');
 const { createLogger } = await import('./logger.js');
-const { startTracing, stopTracing } = await import('./telemetry/tracing.js');
+const { reportTracing, startTracing, stopTracing } = await import('./telemetry/tracing.js');
 const settings = loadSettingsOrExit();
 // Before the task code (BullMQ, ioredis, pg) loads, so that it is instrumented.
 const tracing = await startTracing(settings, {
@@ -33,7 +33,7 @@ const logger = createLogger(
   { role: 'task-worker', ...(supervised ? { worker: workerIdentity().workerId } : {}) },
   tracing?.logFields,
 );
-tracing?.reportTo(logger);
+reportTracing(logger, settings);
 
 // Process figures (memory, event-loop lag, GC), as the API processes have.
 client.collectDefaultMetrics();

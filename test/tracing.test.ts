@@ -218,6 +218,7 @@ describe('LEVEL=1', () => {
     });
     processes.push(server);
     await waitForHttp(`${server.baseUrl}/health/ready`);
+    await server.waitForLog((line) => line.msg === 'tracing on' && line.protocol === 'http/json');
     const response = await fetch(`${server.baseUrl}/api/items?limit=1`);
     expect(response.status).toBe(200);
     const traceId = (response.headers.get('traceresponse') ?? '').split('-')[1] ?? '';

@@ -6,7 +6,8 @@
 import type { Telemetry } from 'bullmq';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
-import { type ProcessRole, type TracingSettings, tracingEnabled } from './config.js';
+import { redactUrl } from '../settings-errors.js';
+import { type ProcessRole, type TracingSettings, tracesUrl, tracingEnabled } from './config.js';
 
 export interface Tracing {
   /** Registered first in buildApp: traceresponse header and Fastify's hook and handler spans. */
@@ -22,16 +23,42 @@ export interface Tracing {
 }
 
 let active: Tracing | undefined;
+let startFailure: unknown;
 
-/** Start the SDK when an OTLP endpoint is configured; must run before the app's modules are imported. */
+/**
+ * Start the SDK when an OTLP endpoint is configured; must run before the app's modules are imported.
+ * A failure to start leaves the service running untraced (reported by reportTracing).
+ */
 export async function startTracing(
   settings: TracingSettings,
   role: ProcessRole,
 ): Promise<Tracing | undefined> {
   if (!tracingEnabled(settings)) return undefined;
-  const { startTracingSdk } = await import('./sdk.js');
-  active = startTracingSdk(settings, role);
+  try {
+    const { startTracingSdk } = await import('./sdk.js');
+    active = startTracingSdk(settings, role);
+  } catch (error) {
+    startFailure = error;
+  }
   return active;
+}
+
+/** Once the logger exists: one line saying where spans go (or why tracing could not start). */
+export function reportTracing(logger: Logger, settings: TracingSettings): void {
+  if (startFailure) {
+    logger.error({ err: startFailure }, 'tracing could not start; running without it');
+    return;
+  }
+  if (!active) return;
+  active.reportTo(logger);
+  logger.info(
+    {
+      url: redactUrl(tracesUrl(settings)),
+      protocol: settings.OTEL_EXPORTER_OTLP_PROTOCOL,
+      sampler: settings.OTEL_TRACES_SAMPLER,
+    },
+    'tracing on',
+  );
 }
 
 /** This process's tracing, or undefined when it is off. */
