@@ -5,8 +5,8 @@ import type { Redis } from 'ioredis';
 import client from 'prom-client';
 import { type Cache, MemoryCache, RedisCache } from '../cache/cache.js';
 import { withCacheMetrics } from '../cache/metrics.js';
-import { isDistributed, type Settings, sharedCacheUrlOf } from '../settings.js';
 import { createProducerConnection } from '../redis/connection.js';
+import { isDistributed, type Settings, sharedCacheUrlOf } from '../settings.js';
 import { routeLabel } from './metrics.js';
 
 const rateLimitRejections = new client.Counter({

@@ -3,8 +3,8 @@ import { setTimeout } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import client from 'prom-client';
-import { redisUrlOf, type Settings } from '../settings.js';
 import { createProducerConnection } from '../redis/connection.js';
+import { redisUrlOf, type Settings } from '../settings.js';
 import { retentionOf, TaskService } from '../tasks/service.js';
 import { addReadinessCheck } from './readiness.js';
 
