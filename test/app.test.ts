@@ -93,7 +93,12 @@ describe('request ids and headers', () => {
   it('sets security headers and CORS from the environment', async () => {
     const response = await app.inject({ url: '/health', headers: { origin: 'https://app.example.com' } });
     expect(response.headers['x-content-type-options']).toBe('nosniff');
-    expect(response.headers['content-security-policy']).toContain("default-src 'self'");
+    expect(response.headers['strict-transport-security']).toMatch(/max-age=\d+/);
+    // A CSP only where a browser renders a document: the HTML docs, not JSON answers.
+    expect(response.headers['content-security-policy']).toBeUndefined();
+    const docs = await app.inject('/docs/');
+    expect(docs.headers['content-security-policy']).toContain("default-src 'self'");
+    expect(docs.headers['x-content-type-options']).toBe('nosniff');
     expect(response.headers['access-control-allow-origin']).toBe('https://app.example.com');
     const other = await app.inject({ url: '/health', headers: { origin: 'https://evil.example' } });
     expect(other.headers['access-control-allow-origin']).toBeUndefined();

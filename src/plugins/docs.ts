@@ -1,7 +1,7 @@
 import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { contentSecurityPolicyHook } from './security.js';
 
 /** OpenAPI 3 generated from the routes' TypeBox schemas, served at /openapi.json, UI at /docs. */
 async function docsPlugin(
@@ -25,7 +25,12 @@ async function docsPlugin(
     },
   });
   if (!options.enabled) return;
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  // The UI is the only HTML we serve: its own scope carries the CSP, JSON answers go without.
+  await app.register(async (scope) => {
+    scope.addHook('onRequest', contentSecurityPolicyHook());
+    const { default: swaggerUi } = await import('@fastify/swagger-ui');
+    await scope.register(swaggerUi, { routePrefix: '/docs' });
+  });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }
 

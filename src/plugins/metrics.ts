@@ -29,11 +29,12 @@ async function metricsPlugin(app: FastifyInstance, options: MetricsOptions): Pro
     client.collectDefaultMetrics();
     defaultsRegistered = true;
   }
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     httpDuration.observe(
       { method: request.method, route: routeLabel(request), status_code: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
+    done();
   });
   const collect = options.collect ?? (() => client.register.metrics());
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) =>

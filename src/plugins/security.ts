@@ -1,8 +1,9 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
-import helmet from '@fastify/helmet';
 import underPressure from '@fastify/under-pressure';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
+import helmet, { contentSecurityPolicy } from 'helmet';
 import type { Settings } from '../settings.js';
 import { sendProblem } from './errors.js';
 import { problem } from './problem.js';
@@ -11,6 +12,9 @@ type SecuritySettings = Pick<
   Settings,
   'CORS_ORIGINS' | 'LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS' | 'LOAD_SHED_MAX_ELU' | 'LOAD_SHED_RETRY_AFTER'
 >;
+
+type Headers = ReadonlyArray<readonly [name: string, value: string]>;
+type HeaderMiddleware = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void;
 
 export function corsOrigins(value: string): string[] | boolean {
   const origins = value
@@ -21,21 +25,59 @@ export function corsOrigins(value: string): string[] | boolean {
   return origins.includes('*') ? true : origins;
 }
 
-async function securityPlugin(app: FastifyInstance, settings: SecuritySettings): Promise<void> {
-  await app.register(helmet, {
-    // The docs UI loads its own inline script and styles; everything else keeps helmet's strict CSP.
-    contentSecurityPolicy: {
-      directives: {
-        'script-src': ["'self'", "'unsafe-inline'"],
-        'style-src': ["'self'", "'unsafe-inline'"],
-        'img-src': ["'self'", 'data:', 'validator.swagger.io'],
-        // TLS ends at the proxy; upgrading would break plain-HTTP development and internal calls.
-        'upgrade-insecure-requests': null,
-      },
-    },
+/**
+ * The headers a helmet middleware sets, computed once: helmet's values depend only on its options,
+ * so running it per request (re-parsing the CSP directives each time) buys nothing.
+ */
+function headersOf(middleware: HeaderMiddleware): Headers {
+  const headers = new Map<string, string>();
+  const response = {
+    setHeader: (name: string, value: string | number) => headers.set(name.toLowerCase(), String(value)),
+    removeHeader: (name: string) => headers.delete(name.toLowerCase()),
+  } as unknown as ServerResponse;
+  middleware({} as IncomingMessage, response, (error) => {
+    if (error) throw error;
   });
-  await app.register(cors, { origin: corsOrigins(settings.CORS_ORIGINS) });
+  return [...headers];
+}
+
+/** Helmet's defaults for every answer, except the CSP, which only documents a browser renders need. */
+export const SECURITY_HEADERS: Headers = headersOf(helmet({ contentSecurityPolicy: false }));
+
+/** The strict CSP of the HTML pages we serve; the docs UI loads its own inline script and styles. */
+export const HTML_CSP_DIRECTIVES = {
+  'script-src': ["'self'", "'unsafe-inline'"],
+  'style-src': ["'self'", "'unsafe-inline'"],
+  'img-src': ["'self'", 'data:', 'validator.swagger.io'],
+  // TLS ends at the proxy; upgrading would break plain-HTTP development and internal calls.
+  'upgrade-insecure-requests': null,
+};
+
+type CspDirectives = NonNullable<Parameters<typeof contentSecurityPolicy>[0]>['directives'];
+
+/**
+ * An onRequest hook that adds a Content-Security-Policy (helmet's defaults merged with `directives`,
+ * computed once). Register it in the encapsulated scope of the routes that serve HTML (see docs.ts).
+ */
+export function contentSecurityPolicyHook(directives: CspDirectives = HTML_CSP_DIRECTIVES) {
+  const headers = headersOf(contentSecurityPolicy({ directives }));
+  return (_request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
+    for (const [name, value] of headers) reply.header(name, value);
+    done();
+  };
+}
+
+async function securityPlugin(app: FastifyInstance, settings: SecuritySettings): Promise<void> {
+  // A callback hook, not an async one: no promise per request for a few constant headers.
+  app.addHook('onRequest', (_request, reply, done) => {
+    for (const [name, value] of SECURITY_HEADERS) reply.header(name, value);
+    done();
+  });
+  // CORS off (the default): no hook at all rather than one that answers "no" on every request.
+  const origin = corsOrigins(settings.CORS_ORIGINS);
+  if (origin !== false) await app.register(cors, { origin });
   // Load shedding: a saturated event loop answers 503 + Retry-After at once instead of queueing forever.
+  // With every limit at 0 under-pressure adds no hook (only the samples /health/worker reads).
   await app.register(underPressure, {
     maxEventLoopDelay: settings.LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS,
     maxEventLoopUtilization: settings.LOAD_SHED_MAX_ELU,
