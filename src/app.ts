@@ -4,7 +4,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import affinityPlugin from './plugins/affinity.js';
-import { dashboardPlugin } from './plugins/dashboard.js';
 import dbPlugin from './plugins/db.js';
 import docsPlugin from './plugins/docs.js';
 import errorsPlugin from './plugins/errors.js';
@@ -80,8 +79,9 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   await app.register(itemRoutes, { cacheTtl: settings.CACHE_TTL });
   await app.register(exampleRoutes);
   await app.register(taskRoutes);
+  // bull-board, BullMQ and ioredis load only where the dashboard is on.
   if (settings.ENABLE_BACKGROUND_TASKS && settings.BULL_BOARD_USER)
-    await app.register(dashboardPlugin, settings);
+    await app.register((await import('./plugins/dashboard.js')).dashboardPlugin, settings);
   await app.ready();
   return app as unknown as FastifyInstance;
 }

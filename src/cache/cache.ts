@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { isRedisUnavailable } from '../redis/connection.js';
+import { isRedisUnavailable } from '../redis/errors.js';
 
 /**
  * A small cache a template user reuses: get-or-load with a TTL, invalidate, and stampede protection

@@ -1,8 +1,6 @@
 import type { Logger } from 'pino';
 import type { Settings } from '../settings.js';
 import { redactUrl } from '../settings-errors.js';
-import { startEmbeddedPostgres } from './embedded.js';
-import { migrateUp } from './migrate.js';
 
 export interface PreparedDatabase {
   url: string;
@@ -24,6 +22,8 @@ export async function prepareDatabase(
   if (settings.DATABASE_URL) {
     database = { url: settings.DATABASE_URL, stop: async () => {} };
   } else {
+    // The embedded server's code (and the migration runner below) load only when used.
+    const { startEmbeddedPostgres } = await import('./embedded.js');
     database = await startEmbeddedPostgres(
       { port: settings.EMBEDDED_PG_PORT, dataDir: settings.EMBEDDED_PG_DIR },
       logger,
@@ -32,6 +32,7 @@ export async function prepareDatabase(
   const migrate = options.migrate ?? settings.NODE_ENV !== 'production';
   if (migrate) {
     try {
+      const { migrateUp } = await import('./migrate.js');
       await migrateUp(database.url, logger);
     } catch (error) {
       await database.stop();

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { isDatabaseUnavailable } from '../db/pool.js';
-import { isRedisUnavailable } from '../redis/connection.js';
+import { isRedisUnavailable } from '../redis/errors.js';
 import { type FieldError, PROBLEM_CONTENT_TYPE, type Problem, problem } from './problem.js';
 
 interface ValidationIssue {

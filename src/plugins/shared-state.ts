@@ -1,11 +1,9 @@
-import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Redis } from 'ioredis';
 import client from 'prom-client';
 import { type Cache, MemoryCache, RedisCache } from '../cache/cache.js';
 import { withCacheMetrics } from '../cache/metrics.js';
-import { createProducerConnection } from '../redis/connection.js';
 import { isDistributed, type Settings, sharedCacheUrlOf } from '../settings.js';
 import { routeLabel } from './metrics.js';
 
@@ -28,6 +26,7 @@ declare module 'fastify' {
 async function sharedStatePlugin(app: FastifyInstance, settings: Settings): Promise<void> {
   let redis: Redis | undefined;
   if (isDistributed(settings)) {
+    const { createProducerConnection } = await import('../redis/connection.js');
     redis = createProducerConnection(sharedCacheUrlOf(settings));
     redis.on('error', () => {}); // surfaced per call; the connection retries in the background
     app.addHook('onClose', async () => redis?.disconnect());
@@ -38,6 +37,7 @@ async function sharedStatePlugin(app: FastifyInstance, settings: Settings): Prom
   app.decorate('cache', cache);
 
   if (settings.RATE_LIMIT_MAX > 0) {
+    const { default: rateLimit } = await import('@fastify/rate-limit');
     await app.register(rateLimit, {
       max: settings.RATE_LIMIT_MAX,
       timeWindow: settings.RATE_LIMIT_WINDOW * 1000,

@@ -3,9 +3,8 @@ import { setTimeout } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import client from 'prom-client';
-import { createProducerConnection } from '../redis/connection.js';
 import { redisUrlOf, type Settings } from '../settings.js';
-import { retentionOf, TaskService } from '../tasks/service.js';
+import type { TaskService } from '../tasks/service.js';
 import { addReadinessCheck } from './readiness.js';
 
 declare module 'fastify' {
@@ -49,6 +48,11 @@ async function tasksPlugin(app: FastifyInstance, settings: Settings): Promise<vo
     app.decorate('tasks', undefined);
     return;
   }
+  // Loaded only here: a level without background tasks never loads BullMQ or ioredis.
+  const [{ createProducerConnection }, { retentionOf, TaskService }] = await Promise.all([
+    import('../redis/connection.js'),
+    import('../tasks/service.js'),
+  ]);
   const connection = createProducerConnection(redisUrlOf(settings));
   // Errors surface per request (503); the connection retries in the background and must not crash us.
   connection.on('error', (error) => app.log.debug({ err: error.message }, 'Redis connection error'));

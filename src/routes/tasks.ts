@@ -4,8 +4,9 @@ import { Type } from 'typebox';
 import { sendProblem } from '../plugins/errors.js';
 import { problem, problemRef } from '../plugins/problem.js';
 import { TASKS, tasksByName } from '../tasks/definitions/index.js';
+import { parseTaskId } from '../tasks/queues.js';
 import { payloadErrors } from '../tasks/registry.js';
-import { parseTaskId, type TaskService } from '../tasks/service.js';
+import type { TaskService } from '../tasks/service.js';
 
 const TaskName = Type.String({
   maxLength: 100,

@@ -5,7 +5,7 @@ import { withRedis } from '../redis/connection.js';
 import type { Settings } from '../settings.js';
 import { queueTelemetry } from '../telemetry/tracing.js';
 import { tasksByName } from './definitions/index.js';
-import { QUEUE_NAMES, type QueueName } from './queues.js';
+import { parseTaskId, QUEUE_NAMES, type QueueName } from './queues.js';
 import type { TaskDefinition } from './registry.js';
 
 export type TaskState = 'waiting' | 'delayed' | 'active' | 'completed' | 'failed' | 'cancelled';
@@ -44,14 +44,8 @@ export function retentionOf(settings: Settings): RetentionOptions {
 
 export type CancelOutcome = 'cancelled' | 'not_found' | 'finished';
 
-const PUBLIC_ID = /^([a-z]+)\.([A-Za-z0-9_-]{1,100})$/;
-
-/** `default.42`: the queue travels with the id, so status and cancel need one lookup. */
-export function parseTaskId(id: string): { queue: QueueName; jobId: string } | undefined {
-  const match = PUBLIC_ID.exec(id);
-  if (!match || !(QUEUE_NAMES as readonly string[]).includes(match[1] as string)) return undefined;
-  return { queue: match[1] as QueueName, jobId: match[2] as string };
-}
+// Pure and free of BullMQ: the routes import it from queues.ts without loading the queue library.
+export { parseTaskId } from './queues.js';
 
 export function cancelChannel(prefix: string): string {
   return `${prefix}:task-cancel`;
