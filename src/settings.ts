@@ -117,6 +117,12 @@ export const settingsSchema = Type.Object({
     default: 0,
     description: 'App processes at LEVEL>=2 (0 = the CPUs available to this process, cgroup limits included)',
   }),
+  LISTEN_REUSE_PORT: Type.Optional(
+    Type.Boolean({
+      description:
+        'LEVEL>=2: each worker binds its own SO_REUSEPORT listener (kernel spreads connections) instead of the primary handing them out (default: on on Linux)',
+    }),
+  ),
   WORKER_TIMEOUT: Type.Number({
     exclusiveMinimum: 0,
     default: 30,
@@ -442,6 +448,14 @@ function problemsFromAjv(errors: AjvError[], data: Record<string, string>): Sett
 
 function checkSemantics(settings: Settings): SettingProblem[] {
   const problems: SettingProblem[] = [];
+  if (settings.LISTEN_REUSE_PORT && !REUSE_PORT_PLATFORMS.has(process.platform)) {
+    problems.push({
+      name: 'LISTEN_REUSE_PORT',
+      value: 'true',
+      problem: `is not supported on ${process.platform}`,
+      expected: 'false, or a platform with SO_REUSEPORT balancing (Linux, FreeBSD, Solaris, AIX)',
+    });
+  }
   const production = settings.NODE_ENV === 'production';
   if (settings.DATABASE_URL !== undefined) {
     const problem = checkPostgresUrl(settings.DATABASE_URL);
@@ -564,6 +578,14 @@ function checkTracing(settings: Settings): SettingProblem[] {
     });
   }
   return problems;
+}
+
+/** Platforms where Node's `listen({ reusePort: true })` balances connections across sockets. */
+const REUSE_PORT_PLATFORMS: ReadonlySet<string> = new Set(['linux', 'freebsd', 'sunos', 'aix']);
+
+/** Cluster workers bind their own SO_REUSEPORT listener: explicit, or on by default on Linux. */
+export function listensWithReusePort(settings: Settings): boolean {
+  return settings.LISTEN_REUSE_PORT ?? process.platform === 'linux';
 }
 
 /** Distributed mode: explicit, or on from LEVEL>=2 when some Redis URL is configured. */

@@ -5,8 +5,9 @@
 import type { Logger } from 'pino';
 import { buildApp } from '../app.js';
 import { closeApp } from '../plugins/lifecycle.js';
-import type { Settings } from '../settings.js';
+import { listensWithReusePort, type Settings } from '../settings.js';
 import { stopTracing } from '../telemetry/tracing.js';
+import { listenReusePort } from './listeners.js';
 import { isPrimaryMessage } from './protocol.js';
 import { linkToSupervisor, sendToPrimary, workerIdentity } from './supervisor-link.js';
 
@@ -61,7 +62,14 @@ export async function runClusterWorker(settings: Settings, logger: Logger): Prom
     identity,
     metrics: { collect: clusterMetricsCollector() },
   });
-  await app.listen({ host: settings.HOST, port: settings.PORT });
+  // SO_REUSEPORT: this worker owns listeners and the kernel spreads new connections over the
+  // workers' sockets. Otherwise the primary's round-robin handle passes every connection through
+  // the primary over IPC, which caps clients that open a connection per request.
+  const listeners = listensWithReusePort(settings)
+    ? await listenReusePort(app, { host: settings.HOST, port: settings.PORT })
+    : undefined;
+  if (!listeners) await app.listen({ host: settings.HOST, port: settings.PORT });
+  const close = (stop: () => Promise<void>) => Promise.all([stop(), listeners?.close()]);
 
   /**
    * Recycle, reload, scale-down: other workers take the traffic, so keep serving for a moment with
@@ -72,11 +80,11 @@ export async function runClusterWorker(settings: Settings, logger: Logger): Prom
     log.info({ reason }, 'worker draining');
     const deadline = Date.now() + deadlineMs;
     if (isServiceShutdown(reason)) {
-      await closeApp(app);
+      await close(() => closeApp(app));
     } else {
       app.processState.draining = true;
       await new Promise((resolve) => setTimeout(resolve, Math.min(DRAIN_SETTLE_MS, deadlineMs / 2)));
-      await app.close();
+      await close(() => app.close());
     }
     // The spans still queued go out in what is left of the drain time.
     await stopTracing(log, deadline - Date.now() - 500);

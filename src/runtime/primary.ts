@@ -9,7 +9,7 @@ import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { prepareDatabase } from '../db/prepare.js';
-import type { Settings } from '../settings.js';
+import { listensWithReusePort, type Settings } from '../settings.js';
 import { isWorkerMessage, type PrimaryMessage } from './protocol.js';
 import { type Fork, Supervisor, type SupervisorOptions } from './supervisor.js';
 import { createSupervisorMetrics } from './supervisor-metrics.js';
@@ -38,6 +38,7 @@ function supervisorOptions(settings: Settings): SupervisorOptions {
     maxWorkerMemoryMb: settings.MAX_WORKER_MEMORY_MB,
     maxBootAttempts: MAX_BOOT_ATTEMPTS,
     stableUptimeMs: STABLE_UPTIME_MS,
+    reusePort: listensWithReusePort(settings),
   };
 }
 
@@ -49,6 +50,7 @@ function taskSupervisorOptions(settings: Settings): SupervisorOptions {
     gracefulTimeoutMs: (settings.TASK_SHUTDOWN_TIMEOUT + 5) * 1000,
     maxRequests: 0,
     maxRequestsJitter: 0,
+    reusePort: false, // task workers do not listen
   };
 }
 
@@ -69,8 +71,8 @@ export async function runPrimary(settings: Settings, logger: Logger): Promise<vo
     writeFileSync(pidFile, `${process.pid}\n`);
   }
 
-  // Round-robin in the primary: even spread, and a closing worker's queued connections are handed
-  // to another worker instead of being lost (unlike SO_REUSEPORT listeners).
+  // Without LISTEN_REUSE_PORT: round-robin in the primary, an even spread, and a closing worker's
+  // queued connections go to another worker. With it, workers bind their own listeners (agent.ts).
   cluster.schedulingPolicy = cluster.SCHED_RR;
   const metrics = createSupervisorMetrics();
   const aggregator = new AggregatorRegistry();

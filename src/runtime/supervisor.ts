@@ -4,6 +4,7 @@
  */
 import type { Worker } from 'node:cluster';
 import type { Logger } from 'pino';
+import { ListenerRelay } from './listener-relay.js';
 import {
   isHung,
   isStableUptime,
@@ -16,7 +17,13 @@ import {
   restartDelayMs,
   shouldGiveUp,
 } from './policy.js';
-import { type Heartbeat, isWorkerMessage, type PrimaryMessage, type WorkerMessage } from './protocol.js';
+import {
+  type Heartbeat,
+  INHERIT_LISTENERS_ENV,
+  isWorkerMessage,
+  type PrimaryMessage,
+  type WorkerMessage,
+} from './protocol.js';
 import type { PoolMetrics } from './supervisor-metrics.js';
 
 export interface SupervisorOptions {
@@ -33,6 +40,8 @@ export interface SupervisorOptions {
   maxBootAttempts: number;
   /** Uptime after which a slot's crash count resets. */
   stableUptimeMs: number;
+  /** Workers own SO_REUSEPORT listeners: replacements and survivors take them over (listeners.ts). */
+  reusePort?: boolean;
 }
 
 export type WorkerState = 'booting' | 'ready' | 'draining';
@@ -51,6 +60,8 @@ export interface WorkerRecord {
   drainStartedAt?: number;
   /** Why the supervisor is retiring or killed this worker; unset means an exit is a crash. */
   retiring?: RestartReason | 'shutdown';
+  /** The worker this one replaces, whose listeners it takes over (SO_REUSEPORT mode). */
+  replaces?: WorkerRecord;
 }
 
 export type Fork = (env: Record<string, string>) => Worker;
@@ -72,6 +83,7 @@ export class Supervisor {
   private everReady = false;
   private ticker: NodeJS.Timeout | undefined;
   private readonly readyWaiters = new Map<WorkerRecord, (ready: boolean) => void>();
+  private readonly listeners = new ListenerRelay();
 
   constructor(
     private readonly options: SupervisorOptions,
@@ -92,9 +104,20 @@ export class Supervisor {
 
   // ---- events -------------------------------------------------------------------------------
 
-  private onMessage(record: WorkerRecord, message: WorkerMessage): void {
+  private onMessage(record: WorkerRecord, message: WorkerMessage, handle: unknown): void {
     if (message.type === 'ready') this.onReady(record);
     else if (message.type === 'heartbeat') this.onHeartbeat(record, message);
+    else if (message.type === 'listeners-request') this.onListenersRequest(record);
+    else this.listeners.onMessage(record.worker, message, handle);
+  }
+
+  /** A replacement is about to listen: give it copies of the sockets of the worker it replaces. */
+  private onListenersRequest(record: WorkerRecord): void {
+    const from = record.replaces && this.workers.has(record.replaces.worker.id) ? record.replaces : undefined;
+    void this.listeners.collect(from?.worker).then((handles) => {
+      this.listeners.forward(record.worker, handles);
+      record.replaces = undefined;
+    });
   }
 
   private onReady(record: WorkerRecord): void {
@@ -138,6 +161,7 @@ export class Supervisor {
 
   private onWorkerExit(record: WorkerRecord, code: number | null, signal: string | null): void {
     this.workers.delete(record.worker.id);
+    this.listeners.workerGone(record.worker);
     this.readyWaiters.get(record)?.(false);
     const uptimeMs = Date.now() - record.startedAt;
     const expected =
@@ -243,9 +267,17 @@ export class Supervisor {
     if (!this.requireSupervised('scale')) return;
     if (this.desired <= 1) return void this.log.warn('already at one worker: not scaling down');
     this.desired -= 1;
-    const victim = pickScaleDownVictim(this.live());
+    const victim = pickScaleDownVictim(this.live().filter((record) => record.retiring !== 'scale'));
     this.log.info({ workers: this.desired, worker: victim?.slot }, 'scaling down');
-    if (victim) this.drain(victim, 'scale');
+    if (!victim) return;
+    // SO_REUSEPORT: a survivor takes the victim's sockets first, so closing them resets nothing.
+    const heir = this.ready().find((record) => record !== victim && !record.retiring);
+    if (!this.options.reusePort || !heir) {
+      this.drain(victim, 'scale');
+      return;
+    }
+    victim.retiring = 'scale';
+    void this.listeners.handOver(victim.worker, heir.worker).then(() => this.drain(victim, 'scale'));
   }
 
   /** SIGTERM/SIGINT: drain every worker within the graceful timeout, then exit 0. */
@@ -281,10 +313,15 @@ export class Supervisor {
 
   // ---- mechanics ----------------------------------------------------------------------------
 
-  private spawn(slot: number): WorkerRecord {
+  private spawn(slot: number, replaces?: WorkerRecord): WorkerRecord {
     const generation = (this.generations.get(slot) ?? 0) + 1;
     this.generations.set(slot, generation);
-    const worker = this.fork({ APP_WORKER_ID: String(slot), APP_WORKER_GENERATION: String(generation) });
+    const inherits = this.options.reusePort === true && replaces !== undefined;
+    const worker = this.fork({
+      APP_WORKER_ID: String(slot),
+      APP_WORKER_GENERATION: String(generation),
+      ...(inherits ? { [INHERIT_LISTENERS_ENV]: '1' } : {}),
+    });
     const now = Date.now();
     const record: WorkerRecord = {
       slot,
@@ -295,10 +332,11 @@ export class Supervisor {
       startedAt: now,
       lastHeartbeatAt: now,
       requestLimit: requestLimitFor(this.options.maxRequests, this.options.maxRequestsJitter),
+      ...(inherits ? { replaces } : {}),
     };
     this.workers.set(worker.id, record);
-    worker.on('message', (message: unknown) => {
-      if (isWorkerMessage(message)) this.onMessage(record, message);
+    worker.on('message', (message: unknown, handle: unknown) => {
+      if (isWorkerMessage(message)) this.onMessage(record, message, handle);
     });
     worker.on('exit', (code, signal) => this.onWorkerExit(record, code, signal));
     worker.on('error', (error) => this.log.warn({ worker: slot, err: error }, 'worker IPC error'));
@@ -324,7 +362,7 @@ export class Supervisor {
       for (let job = this.retireQueue.shift(); job && !this.shuttingDown; job = this.retireQueue.shift()) {
         const { record: old, reason } = job;
         if (!this.workers.has(old.worker.id) || old.state !== 'ready') continue;
-        const replacement = this.spawn(old.slot);
+        const replacement = this.spawn(old.slot, old);
         const ready = await this.waitReady(replacement);
         if (this.shuttingDown) break;
         if (!ready) {
