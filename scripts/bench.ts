@@ -1,270 +1,202 @@
 /**
- * `make bench`: the levels side by side in one run, on this machine, printing ratios.
- *   LEVEL=1 vs LEVEL=2 vs LEVEL=3 vs PM2 cluster mode (`pm2 start -i N`, the same app at LEVEL=1)
- *   on the CPU-bound route; then a reload under load for LEVEL=3 (SIGHUP) and PM2 (`pm2 reload`).
- * Load comes from wrk when it is on the PATH, otherwise autocannon; the same tool for every row.
- * Settings: BENCH_DURATION (s, 10), BENCH_CONNECTIONS (50), BENCH_ROUNDS (hash rounds, 2000), BENCH_WORKERS (2),
- * BENCH_REPEATS (3: every setup runs that often, rotating the order; the median run is reported).
+ * `make bench`: the template's own cost and the supervised cluster against PM2 and Watt, side by
+ * side in one run on this machine, printing ratios (scripts/bench/setups.ts has the setups).
+ *   1. Template cost: LEVEL=1 vs a bare Fastify 5 app that logs one pino line per request, both
+ *      logging at info to /dev/null: GET /api/examples/hash?rounds=1 and /health/live, RSS after warm-up.
+ *   2. Cluster of BENCH_WORKERS: LEVEL=3 with SO_REUSEPORT listeners, LEVEL=3 with the primary's
+ *      round-robin, PM2 `-i N`, Watt with N workers; keep-alive and `Connection: close` clients;
+ *      start to all workers answering; RSS per process.
+ *   3. Reload under load for each cluster setup, both kinds of client: failed requests.
+ * Every setup runs BENCH_REPEATS times, rotating the order; each figure is that setup's median run.
+ * Settings: BENCH_DURATION (s, 8), BENCH_CONNECTIONS (32), BENCH_WORKERS (2), BENCH_REPEATS (3),
+ * BENCH_PORT (3700), BENCH_SKIP_WATT (1 = leave Watt out). Needs wrk for the Connection: close rows.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import autocannon from 'autocannon';
 import { pino } from 'pino';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { migrateUp } from '../src/db/migrate.js';
-import { medianRun, repeatsFromEnv, runRotated } from './repeat.js';
+import { hasWrk, type LoadFigures, load } from './bench/load.js';
+import { bare, ours, pm2, ROOT, type Running, type Setup, watt } from './bench/setups.js';
+import { median, medianRun, repeatsFromEnv, runRotated } from './repeat.js';
 
-const root = resolve(import.meta.dirname, '..');
-const duration = Number(process.env.BENCH_DURATION ?? 10);
-const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 2000);
-const repeats = repeatsFromEnv(3);
+const duration = Number(process.env.BENCH_DURATION ?? 8);
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const workers = Number(process.env.BENCH_WORKERS ?? 2);
+const repeats = repeatsFromEnv(3);
 const port = Number(process.env.BENCH_PORT ?? 3700);
-const path = `/api/examples/hash?rounds=${rounds}`;
-const useWrk = (() => {
-  try {
-    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch (error) {
-    return (error as { status?: number }).status === 1; // wrk --version exits 1 but exists
-  }
-})();
+const withWatt = process.env.BENCH_SKIP_WATT !== '1';
+const HASH = '/api/examples/hash?rounds=1';
+const LIVE = '/health/live';
 
-interface LoadFigures {
-  requestsPerSecond: number;
-  p50Ms: number;
-  p99Ms: number;
-  errors: number;
-  total: number;
-}
-
-function parseWrkMs(text: string): number {
-  const match = /^([\d.]+)(us|ms|s)$/.exec(text.trim());
-  if (!match) return Number.NaN;
-  const value = Number(match[1]);
-  return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
-}
-
-async function load(url: string, seconds: number): Promise<LoadFigures> {
-  if (useWrk) {
-    const output = await new Promise<string>((done) => {
-      const child = spawn('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, '--latency', url]);
-      let text = '';
-      child.stdout.on('data', (chunk) => {
-        text += chunk;
-      });
-      child.on('exit', () => done(text));
-    });
-    const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
-    const errors =
-      Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0) +
-      (socketErrors ? socketErrors.slice(1).reduce((sum, value) => sum + Number(value), 0) : 0);
-    return {
-      requestsPerSecond: Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? 0),
-      p50Ms: parseWrkMs(/^\s+50%\s+(\S+)/m.exec(output)?.[1] ?? ''),
-      p99Ms: parseWrkMs(/^\s+99%\s+(\S+)/m.exec(output)?.[1] ?? ''),
-      errors,
-      total: Number(/(\d+) requests in/.exec(output)?.[1] ?? 0),
-    };
-  }
-  const result = await autocannon({ url, connections, duration: seconds, workers: 1 });
-  return {
-    requestsPerSecond: result.requests.average,
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
-    errors: result.errors + result.non2xx + result.timeouts,
-    total: result.requests.total,
-  };
-}
-
-async function waitReady(url: string, timeoutMs = 60_000): Promise<number> {
-  const started = Date.now();
-  while (Date.now() - started < timeoutMs) {
-    try {
-      if ((await fetch(url)).ok) return Date.now() - started;
-    } catch {}
-    await sleep(50);
-  }
-  throw new Error(`${url} never became ready`);
-}
-
-async function workerRss(base: string, expected: number): Promise<number[]> {
-  const byPid = new Map<number, number>();
-  for (let attempt = 0; attempt < 50 && byPid.size < expected; attempt += 1) {
-    const info = (await (
-      await fetch(`${base}/health/worker`, { headers: { connection: 'close' } })
-    ).json()) as {
-      pid: number;
-      memory: { rssBytes: number };
-    };
-    byPid.set(info.pid, Math.round(info.memory.rssBytes / 1048576));
-  }
-  return [...byPid.values()];
-}
-
-/**
- * Every row runs the same production settings. Load shedding is off so that every row measures
- * capacity: a shed request is a fast 503 that wrk would count as throughput.
- */
-function commonEnv(databaseUrl: string): Record<string, string> {
-  return {
-    NODE_ENV: 'production',
-    LOG_LEVEL: 'warn',
-    PORT: String(port),
-    DATABASE_URL: databaseUrl,
-    LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
-  };
-}
-
-interface Row {
-  name: string;
-  figures: LoadFigures;
+interface Run {
   readyMs: number;
   rssMb: number[];
+  figures: Record<string, LoadFigures>;
 }
 
-async function benchOurs(name: string, env: Record<string, string>, databaseUrl: string): Promise<Row> {
-  const started = Date.now();
-  const child = spawn(process.execPath, ['dist/main.js'], {
-    cwd: root,
-    env: { ...process.env, ...commonEnv(databaseUrl), ...env },
-    stdio: 'ignore',
-  });
-  const base = `http://127.0.0.1:${port}`;
-  await waitReady(`${base}/health/ready`);
-  const readyMs = Date.now() - started;
-  await load(`${base}${path}`, 2); // warm-up
-  const figures = await load(`${base}${path}`, duration);
-  const rssMb = await workerRss(base, Number(env.WORKERS ?? 1));
-  child.kill('SIGTERM');
-  await new Promise((done) => child.once('exit', done));
-  return { name, figures, readyMs, rssMb };
-}
-
-function pm2(home: string, args: string[], env: Record<string, string> = {}): string {
-  return execFileSync(join(root, 'node_modules/.bin/pm2'), args, {
-    cwd: root,
-    env: { ...process.env, PM2_HOME: home, ...env },
-    encoding: 'utf8',
-  });
-}
-
-async function benchPm2(
-  databaseUrl: string,
-  withReload: boolean,
-): Promise<{ row: Row; reload?: LoadFigures }> {
-  const home = mkdtempSync(join(tmpdir(), 'pm2-bench-'));
-  const env = { ...commonEnv(databaseUrl), LEVEL: '1' };
-  const started = Date.now();
+/** Start, warm up, run each load in `loads`, read RSS, stop. */
+async function measure(
+  setup: Setup,
+  env: Record<string, string>,
+  loads: Record<string, { path: string; close?: boolean }>,
+): Promise<Run> {
+  const running: Running = await setup.start(env);
   try {
-    pm2(
-      home,
-      ['start', 'dist/main.js', '-i', String(workers), '--name', 'bench', '--kill-timeout', '30000'],
-      env,
-    );
-    const base = `http://127.0.0.1:${port}`;
-    await waitReady(`${base}/health/ready`);
-    const readyMs = Date.now() - started; // measured as for our rows: the first ready answer
-    await sleep(500); // every instance listening
-    await load(`${base}${path}`, 2);
-    const figures = await load(`${base}${path}`, duration);
-    const rssMb = await workerRss(base, workers);
-    const row = { name: `PM2 cluster -i ${workers}`, figures, readyMs, rssMb };
-    if (!withReload) return { row };
-    const reloading = load(`${base}/health/live`, 8);
-    await sleep(2000);
-    pm2(home, ['reload', 'bench'], env);
-    return { row, reload: await reloading };
+    await load(`${running.base}${HASH}`, { seconds: 2, connections });
+    const figures: Record<string, LoadFigures> = {};
+    for (const [key, { path, close }] of Object.entries(loads)) {
+      figures[key] = await load(`${running.base}${path}`, { seconds: duration, connections, close });
+    }
+    return { readyMs: running.readyMs, rssMb: running.rssMb(), figures };
   } finally {
-    try {
-      pm2(home, ['kill']);
-    } catch {}
-    rmSync(home, { recursive: true, force: true });
+    await running.stop();
+    await sleep(300);
   }
 }
 
-async function reloadOurs(databaseUrl: string): Promise<LoadFigures> {
-  const child = spawn(process.execPath, ['dist/main.js'], {
-    cwd: root,
-    env: { ...process.env, ...commonEnv(databaseUrl), LEVEL: '3', WORKERS: String(workers) },
-    stdio: 'ignore',
-  });
-  const base = `http://127.0.0.1:${port}`;
-  await waitReady(`${base}/health/ready`);
-  await sleep(500);
-  const reloading = load(`${base}/health/live`, 8);
-  await sleep(2000);
-  child.kill('SIGHUP');
-  const figures = await reloading;
-  child.kill('SIGTERM');
-  await new Promise((done) => child.once('exit', done));
-  return figures;
+/** Load for 8 s, a rolling reload at 2 s: how many requests failed. */
+async function reloadUnderLoad(setup: Setup, env: Record<string, string>, close: boolean) {
+  const running = await setup.start(env);
+  try {
+    const loading = load(`${running.base}${LIVE}`, { seconds: 8, connections, close });
+    await sleep(2000);
+    await running.reload?.();
+    return await loading;
+  } finally {
+    await running.stop();
+    await sleep(300);
+  }
 }
 
 const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}x` : 'n/a');
+const rps = (run: Run, key: string) => run.figures[key]?.requestsPerSecond ?? 0;
+const fig = (run: Run, key: string) => run.figures[key] as LoadFigures;
 
 async function main(): Promise<void> {
-  execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' });
+  execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
   const log = pino({ level: 'warn' });
   const embedded = process.env.DATABASE_URL
     ? undefined
-    : await startEmbeddedPostgres({ port: 54349, dataDir: join(root, '.data/bench-postgres') }, log);
+    : await startEmbeddedPostgres({ port: 54349, dataDir: join(ROOT, '.data/bench-postgres') }, log);
   const databaseUrl = process.env.DATABASE_URL ?? (embedded?.url as string);
   await migrateUp(databaseUrl, log);
+  const base = {
+    NODE_ENV: 'production',
+    PORT: String(port),
+    DATABASE_URL: databaseUrl,
+    // Every row measures capacity: a shed request is a fast 503 that wrk would count as throughput.
+    LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
+  };
+  // Recycling by request count off in the throughput rows: at the LEVEL=3 preset (10000) a worker
+  // serving 5000 req/s would restart every 2 s, and the rows would measure boots. Reloads below
+  // and the tests cover the recycling path.
+  const cluster = { LEVEL: '3', WORKERS: String(workers), MAX_REQUESTS: '0', MAX_REQUESTS_JITTER: '0' };
+  const clusterSetups: Setup[] = [
+    ours(`LEVEL=3 reusePort`, { ...cluster, LISTEN_REUSE_PORT: 'true' }),
+    ours(`LEVEL=3 round-robin`, { ...cluster, LISTEN_REUSE_PORT: 'false' }),
+    pm2(workers),
+    ...(withWatt ? [watt(workers)] : []),
+  ];
   console.log(
-    `load: ${useWrk ? 'wrk' : 'autocannon'}, ${connections} connections, ${duration} s per row, GET ${path}, ${workers} workers`,
+    `node ${process.versions.node}, ${hasWrk ? 'wrk' : 'autocannon'}, ${connections} connections, ${duration} s per load, ${repeats} rotating repeats, load average ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).trim()}`,
   );
   try {
-    // Every run of each setup, in setup order: LEVEL=1, 2, 3, PM2.
-    const runs: [Row[], Row[], Row[], Row[]] = [[], [], [], []];
-    let pm2Reload: LoadFigures | undefined;
-    const ours = (level: 1 | 2 | 3) => () =>
-      benchOurs(
-        level === 1 ? 'LEVEL=1' : `LEVEL=${level} WORKERS=${workers}`,
-        { LEVEL: String(level), ...(level === 1 ? {} : { WORKERS: String(workers) }) },
-        databaseUrl,
-      ).then((row) => runs[level - 1]?.push(row));
-    await runRotated(repeats, [
-      ours(1),
-      ours(2),
-      ours(3),
-      () =>
-        benchPm2(databaseUrl, pm2Reload === undefined).then(({ row, reload }) => {
-          runs[3].push(row);
-          pm2Reload ??= reload;
-        }),
+    // 1. Template cost: both log one line per request (info, to /dev/null).
+    const costEnv = { ...base, LOG_LEVEL: 'info' };
+    const costLoads = { hash: { path: HASH }, live: { path: LIVE } };
+    const levelOne = ours('LEVEL=1', { LEVEL: '1' });
+    const costRuns = new Map<Setup, Run[]>([
+      [bare, []],
+      [levelOne, []],
     ]);
-    const ourReload = await reloadOurs(databaseUrl);
-    // Each setup's median run by req/s, its latencies and errors with it.
-    const [level1, level2, level3, pm2Row] = runs.map((rows) =>
-      medianRun(rows, (row) => row.figures.requestsPerSecond),
-    ) as [Row, Row, Row, Row];
-    const reqs = (rows: Row[]) => rows.map((row) => row.figures.requestsPerSecond.toFixed(0)).join(', ');
-
-    console.log(
-      `\n| setup | req/s (median of ${repeats}) | all runs | p50 ms | p99 ms | errors | start to ready ms | RSS per process MB |`,
+    await runRotated(
+      repeats,
+      [...costRuns].map(
+        ([setup, runs]) =>
+          async () =>
+            void runs.push(await measure(setup, costEnv, costLoads)),
+      ),
     );
-    console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
-    for (const [index, row] of [level1, level2, level3, pm2Row].entries()) {
-      const f = row.figures;
+    const medianOf = (runs: Run[], key: string) => medianRun(runs, (run) => rps(run, key));
+    const [bareRuns, oursRuns] = [costRuns.get(bare) as Run[], costRuns.get(levelOne) as Run[]];
+    const bareRss = median(bareRuns.map((run) => run.rssMb[0] ?? 0));
+    const oursRss = median(oursRuns.map((run) => run.rssMb[0] ?? 0));
+    const all = (runs: Run[], key: string) => runs.map((run) => rps(run, key).toFixed(0)).join(', ');
+    console.log('\n| template cost (LEVEL=1 vs bare Fastify + pino) | bare | LEVEL=1 | ratio | target |');
+    console.log('| --- | --- | --- | --- | --- |');
+    for (const [key, label, target] of [
+      ['hash', `GET ${HASH} req/s`, '>= 0.85x'],
+      ['live', `GET ${LIVE} req/s`, '>= 0.9x'],
+    ] as const) {
+      const a = rps(medianOf(bareRuns, key), key);
+      const b = rps(medianOf(oursRuns, key), key);
       console.log(
-        `| ${row.name} | ${f.requestsPerSecond.toFixed(0)} | ${reqs(runs[index] as Row[])} | ${f.p50Ms.toFixed(1)} | ${f.p99Ms.toFixed(1)} | ${f.errors} | ${row.readyMs} | ${row.rssMb.join(', ')} |`,
+        `| ${label} (runs: ${all(bareRuns, key)} / ${all(oursRuns, key)}) | ${a.toFixed(0)} | ${b.toFixed(0)} | ${ratio(b, a)} | ${target} |`,
       );
     }
-    const rps = (row: Row) => row.figures.requestsPerSecond;
-    console.log('\n| comparison | ratio | target |');
+    console.log(`| RSS after warm-up, MB | ${bareRss} | ${oursRss} | ${ratio(oursRss, bareRss)} | <= 1.3x |`);
+
+    // 2. Clusters: same app, per-request logging off (process managers write logs differently).
+    const clusterEnv = { ...base, LOG_LEVEL: 'warn' };
+    const clusterLoads = { keepAlive: { path: HASH }, close: { path: HASH, close: true } };
+    const clusterRuns = new Map<Setup, Run[]>(clusterSetups.map((setup) => [setup, []]));
+    await runRotated(
+      repeats,
+      [...clusterRuns].map(
+        ([setup, runs]) =>
+          async () =>
+            void runs.push(await measure(setup, clusterEnv, clusterLoads)),
+      ),
+    );
+    console.log(
+      `\n| ${workers} workers, GET ${HASH} | keep-alive req/s | p99 ms | Connection: close req/s | p99 ms | errors | start to all workers answering ms | RSS MB (manager, workers) |`,
+    );
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+    const medians = new Map<Setup, { keepAlive: Run; close: Run; readyMs: number; rss: number[] }>();
+    for (const [setup, runs] of clusterRuns) {
+      const keepAlive = medianOf(runs, 'keepAlive');
+      const close = medianOf(runs, 'close');
+      const readyMs = median(runs.map((run) => run.readyMs));
+      const rss = medianRun(runs, (run) => run.rssMb.reduce((sum, mb) => sum + mb, 0)).rssMb;
+      medians.set(setup, { keepAlive, close, readyMs, rss });
+      const errors = fig(keepAlive, 'keepAlive').errors + fig(close, 'close').errors;
+      console.log(
+        `| ${setup.name} | ${rps(keepAlive, 'keepAlive').toFixed(0)} (${all(runs, 'keepAlive')}) | ${fig(keepAlive, 'keepAlive').p99Ms.toFixed(1)} | ${rps(close, 'close').toFixed(0)} (${all(runs, 'close')}) | ${fig(close, 'close').p99Ms.toFixed(1)} | ${errors} | ${readyMs} | ${rss.join(', ')} |`,
+      );
+    }
+    const [reusePort, roundRobin, pm2Setup, wattSetup] = clusterSetups as [Setup, Setup, Setup, Setup?];
+    const m = (setup: Setup) => medians.get(setup) as NonNullable<ReturnType<typeof medians.get>>;
+    console.log('\n| comparison | keep-alive | Connection: close | target |');
+    console.log('| --- | --- | --- | --- |');
+    for (const [label, setup, other, target] of [
+      ['LEVEL=3 reusePort / PM2', reusePort, pm2Setup, '>= 1.0x / >= 1.5x'],
+      ['LEVEL=3 round-robin / PM2', roundRobin, pm2Setup, ''],
+      ['LEVEL=3 reusePort / round-robin', reusePort, roundRobin, ''],
+      ...(wattSetup ? [['LEVEL=3 reusePort / Watt', reusePort, wattSetup, '']] : []),
+    ] as Array<[string, Setup, Setup, string]>) {
+      console.log(
+        `| ${label} | ${ratio(rps(m(setup).keepAlive, 'keepAlive'), rps(m(other).keepAlive, 'keepAlive'))} | ${ratio(rps(m(setup).close, 'close'), rps(m(other).close, 'close'))} | ${target} |`,
+      );
+    }
+    console.log(`| LEVEL=3 start to all workers answering | ${m(reusePort).readyMs} ms | | <= 1200 ms |`);
+
+    // 3. Reloads under load.
+    console.log(
+      `\n| reload under load (8 s of GET ${LIVE}, reload at 2 s) | keep-alive: requests / failed | Connection: close: requests / failed |`,
+    );
     console.log('| --- | --- | --- |');
-    console.log(`| LEVEL=2 / LEVEL=1 | ${ratio(rps(level2), rps(level1))} | >= 1.7x |`);
-    console.log(`| LEVEL=3 / LEVEL=2 | ${ratio(rps(level3), rps(level2))} | >= 0.97x |`);
-    console.log(`| LEVEL=3 / PM2 | ${ratio(rps(level3), rps(pm2Row))} | >= 1.05x |`);
-    console.log('\n| reload under load (8 s of GET /health/live, reload at 2 s) | requests | failed |');
-    console.log('| --- | --- | --- |');
-    console.log(`| LEVEL=3 SIGHUP | ${ourReload.total} | ${ourReload.errors} |`);
-    console.log(`| pm2 reload | ${pm2Reload?.total} | ${pm2Reload?.errors} |`);
+    for (const setup of clusterSetups) {
+      const keepAlive = await reloadUnderLoad(setup, clusterEnv, false);
+      const close = await reloadUnderLoad(setup, clusterEnv, true);
+      console.log(
+        `| ${setup.name} | ${keepAlive.total} / ${keepAlive.errors} | ${close.total} / ${close.errors} |`,
+      );
+    }
+    console.log(
+      `\nload average at the end: ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).trim()}`,
+    );
   } finally {
     await embedded?.stop();
   }
