@@ -13,6 +13,9 @@ type SecuritySettings = Pick<
   'CORS_ORIGINS' | 'LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS' | 'LOAD_SHED_MAX_ELU' | 'LOAD_SHED_RETRY_AFTER'
 >;
 
+/** under-pressure's sample: the event-loop delay is the mean over this window. */
+const LOAD_SHED_SAMPLE_MS = 1000;
+
 type Headers = ReadonlyArray<readonly [name: string, value: string]>;
 type HeaderMiddleware = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void;
 
@@ -78,11 +81,23 @@ async function securityPlugin(app: FastifyInstance, settings: SecuritySettings):
   if (origin !== false) await app.register(cors, { origin });
   // Load shedding: a saturated event loop answers 503 + Retry-After at once instead of queueing forever.
   // With every limit at 0 under-pressure adds no hook (only the samples /health/worker reads).
+  // The samples that span start-up (loading modules, compiling schemas blocks the loop for seconds
+  // on a busy machine) say nothing about load: shed only from two samples after listening on, or a
+  // fresh worker would refuse its first requests.
+  let shedding = false;
+  app.addHook('onListen', (done) => {
+    setTimeout(() => {
+      shedding = true;
+    }, 2 * LOAD_SHED_SAMPLE_MS).unref();
+    done();
+  });
   await app.register(underPressure, {
     maxEventLoopDelay: settings.LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS,
     maxEventLoopUtilization: settings.LOAD_SHED_MAX_ELU,
     retryAfter: settings.LOAD_SHED_RETRY_AFTER,
+    sampleInterval: LOAD_SHED_SAMPLE_MS,
     pressureHandler: (request, reply, type, value) => {
+      if (!shedding) return; // under-pressure then lets the request through
       reply.header('retry-after', String(settings.LOAD_SHED_RETRY_AFTER));
       void sendProblem(reply, request, problem(503, `Server overloaded (${type} ${value}); retry later`));
     },

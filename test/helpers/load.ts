@@ -8,10 +8,15 @@ export interface LoadResult {
 }
 
 /**
- * Continuous keep-alive GET load from `connections` parallel clients until stopped.
- * Every non-2xx answer and every network error counts as a failure.
+ * Continuous GET load from `connections` parallel clients until stopped: keep-alive, or with
+ * `newConnections` a new TCP connection per request (`Connection: close`, as clients without
+ * keep-alive do). Every non-2xx answer and every network error counts as a failure.
  */
-export function startLoad(url: string, connections = 8): { stop: () => Promise<LoadResult> } {
+export function startLoad(
+  url: string,
+  connections = 8,
+  { newConnections = false }: { newConnections?: boolean } = {},
+): { stop: () => Promise<LoadResult> } {
   // Bounded timeouts: a request that never gets an answer must count as a failure, not hang the test.
   const agent = new Agent({
     connections,
@@ -25,7 +30,7 @@ export function startLoad(url: string, connections = 8): { stop: () => Promise<L
   const client = async () => {
     while (running) {
       try {
-        const response = await request(url, { dispatcher: agent });
+        const response = await request(url, { dispatcher: agent, reset: newConnections });
         const body = await response.body.text();
         if (response.statusCode >= 200 && response.statusCode < 300) {
           result.ok += 1;
