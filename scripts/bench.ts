@@ -7,9 +7,10 @@
  *      round-robin, PM2 `-i N`, Watt with N workers; keep-alive and `Connection: close` clients;
  *      start to all workers answering; RSS per process.
  *   3. Reload under load for each cluster setup, both kinds of client: failed requests.
+ *   4. The CPU-bound route (BENCH_ROUNDS SHA-256 rounds, 2000) on LEVEL=1 and every cluster setup.
  * Every setup runs BENCH_REPEATS times, rotating the order; each figure is that setup's median run.
  * Settings: BENCH_DURATION (s, 8), BENCH_CONNECTIONS (32), BENCH_WORKERS (2), BENCH_REPEATS (3),
- * BENCH_PORT (3700), BENCH_SKIP_WATT (1 = leave Watt out). Needs wrk for the Connection: close rows.
+ * BENCH_ROUNDS (2000), BENCH_PORT (3700), BENCH_SKIP_WATT (1 = leave Watt out). Needs wrk for the Connection: close rows.
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -28,6 +29,8 @@ const repeats = repeatsFromEnv(3);
 const port = Number(process.env.BENCH_PORT ?? 3700);
 const withWatt = process.env.BENCH_SKIP_WATT !== '1';
 const HASH = '/api/examples/hash?rounds=1';
+/** CPU-bound requests: what more processes buy (LEVEL=1 vs the clusters). */
+const CPU = `/api/examples/hash?rounds=${Number(process.env.BENCH_ROUNDS ?? 2000)}`;
 const LIVE = '/health/live';
 
 interface Run {
@@ -105,7 +108,7 @@ async function main(): Promise<void> {
   try {
     // 1. Template cost: both log one line per request (info, to /dev/null).
     const costEnv = { ...base, LOG_LEVEL: 'info' };
-    const costLoads = { hash: { path: HASH }, live: { path: LIVE } };
+    const costLoads = { hash: { path: HASH }, live: { path: LIVE }, cpu: { path: CPU } };
     const levelOne = ours('LEVEL=1', { LEVEL: '1' });
     const costRuns = new Map<Setup, Run[]>([
       [bare, []],
@@ -140,7 +143,11 @@ async function main(): Promise<void> {
 
     // 2. Clusters: same app, per-request logging off (process managers write logs differently).
     const clusterEnv = { ...base, LOG_LEVEL: 'warn' };
-    const clusterLoads = { keepAlive: { path: HASH }, close: { path: HASH, close: true } };
+    const clusterLoads = {
+      keepAlive: { path: HASH },
+      close: { path: HASH, close: true },
+      cpu: { path: CPU },
+    };
     const clusterRuns = new Map<Setup, Run[]>(clusterSetups.map((setup) => [setup, []]));
     await runRotated(
       repeats,
@@ -181,6 +188,16 @@ async function main(): Promise<void> {
       );
     }
     console.log(`| LEVEL=3 start to all workers answering | ${m(reusePort).readyMs} ms | | <= 1200 ms |`);
+    const levelOneCpu = rps(medianOf(oursRuns, 'cpu'), 'cpu');
+    console.log(`\n| GET ${CPU} (CPU-bound, keep-alive) | req/s (runs) | vs LEVEL=1 |`);
+    console.log('| --- | --- | --- |');
+    console.log(
+      `| LEVEL=1 (logging at info) | ${levelOneCpu.toFixed(0)} (${all(oursRuns, 'cpu')}) | 1.00x |`,
+    );
+    for (const [setup, runs] of clusterRuns) {
+      const cpu = rps(medianOf(runs, 'cpu'), 'cpu');
+      console.log(`| ${setup.name} | ${cpu.toFixed(0)} (${all(runs, 'cpu')}) | ${ratio(cpu, levelOneCpu)} |`);
+    }
 
     // 3. Reloads under load.
     console.log(
