@@ -61,7 +61,7 @@ typecheck: node install ## Type-check sources, tests and scripts
 format: install ## Apply Biome formatting and safe fixes
 	npm run lint:fix
 
-migrate: node dist/main.js ## Apply pending SQL migrations (embedded PostgreSQL when DATABASE_URL is unset)
+migrate: node dist/main.js ## Apply pending SQL migrations over MIGRATIONS_DATABASE_URL (else DATABASE_URL; embedded PostgreSQL when unset)
 	node dist/migrate.js
 
 reload: ## LEVEL>=3: zero-downtime rolling reload of a server started by `make run` (SIGHUP)

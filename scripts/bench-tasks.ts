@@ -77,7 +77,7 @@ async function cleanup(prefix: string): Promise<void> {
 async function throughputOurs(): Promise<number> {
   const prefix = `bench-ours-${randomBytes(3).toString('hex')}`;
   const settings = settingsFor(prefix);
-  const connection = createProducerConnection(redisUrl);
+  const connection = createProducerConnection({ kind: 'url', url: redisUrl });
   await new Promise((done) => connection.once('ready', done));
   const service = new TaskService(connection, prefix, retentionOf(settings));
   const probe = new Queue('default', { connection: new Redis(redisUrl), prefix });
@@ -170,7 +170,7 @@ async function enqueueEndpoint(): Promise<number> {
 async function startLatency(): Promise<{ p50: number; p99: number }> {
   const prefix = `bench-latency-${randomBytes(3).toString('hex')}`;
   const settings = settingsFor(prefix);
-  const connection = createProducerConnection(redisUrl);
+  const connection = createProducerConnection({ kind: 'url', url: redisUrl });
   await new Promise((done) => connection.once('ready', done));
   const service = new TaskService(connection, prefix, retentionOf(settings));
   const worker = spawn(process.execPath, ['dist/worker.js'], {

@@ -3,7 +3,9 @@ import { availableParallelism } from 'node:os';
 import { parseEnv } from 'node:util';
 import envSchema from 'env-schema';
 import { type Static, Type } from 'typebox';
+import { redisConfigured } from './redis/target.js';
 import { describeExpected, formatSettingsErrors, type SettingProblem } from './settings-errors.js';
+import { checkRedisSettings } from './settings-redis.js';
 
 /**
  * Every environment variable the service reads, declared once: type, default, description.
@@ -38,6 +40,12 @@ export const settingsSchema = Type.Object({
         'PostgreSQL URL (postgres://user:pass@host:5432/db); unset outside production = embedded PostgreSQL',
     }),
   ),
+  MIGRATIONS_DATABASE_URL: Type.Optional(
+    Type.String({
+      description:
+        'Direct PostgreSQL URL for migrations, which need a session (advisory lock); set it when DATABASE_URL goes through PgBouncer (default: DATABASE_URL)',
+    }),
+  ),
   DB_POOL_SIZE: Type.Integer({
     minimum: 1,
     maximum: 1000,
@@ -52,7 +60,8 @@ export const settingsSchema = Type.Object({
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({
     minimum: 0,
     default: 10000,
-    description: 'PostgreSQL statement_timeout per query (ms, 0 = none)',
+    description:
+      'statement_timeout of the app database (ms, 0 = none), set as a database default by the migrate step so it holds through PgBouncer',
   }),
   EMBEDDED_PG_PORT: Type.Integer({
     minimum: 1,
@@ -155,6 +164,23 @@ export const settingsSchema = Type.Object({
         'Redis for background tasks (redis://[:password@]host:6379/0); unset outside production = redis://127.0.0.1:6379',
     }),
   ),
+  REDIS_SENTINELS: Type.Optional(
+    Type.String({
+      description:
+        'Redis Sentinel addresses (host:port,host:port); with REDIS_SENTINEL_NAME every Redis client finds the master through them, and REDIS_URL gives only credentials and db',
+    }),
+  ),
+  REDIS_SENTINEL_NAME: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description: 'Master group name the sentinels monitor (with REDIS_SENTINELS)',
+    }),
+  ),
+  REDIS_SENTINEL_PASSWORD: Type.Optional(
+    Type.String({
+      description: 'Password of the sentinels themselves (requirepass in sentinel.conf), if any',
+    }),
+  ),
   ENABLE_BACKGROUND_TASKS: Type.Boolean({
     default: false,
     description: 'Task API and queues on Redis (BullMQ); preset true at LEVEL=4',
@@ -218,7 +244,8 @@ export const settingsSchema = Type.Object({
     minLength: 1,
     pattern: '^[A-Za-z0-9_{}.-]+$',
     default: 'bull',
-    description: 'BullMQ key prefix; use a hash tag such as {bull} on Redis Cluster',
+    description:
+      'BullMQ key prefix (also of cache and rate-limit keys); on Redis Cluster use one hash tag such as {bull}',
   }),
   TASK_WORKER_HEALTH_PORT: Type.Integer({
     minimum: 0,
@@ -371,7 +398,10 @@ export const levelPresets: Record<number, Partial<Record<SettingName, string>>> 
 /** Variables whose values must never appear in logs or error messages. */
 export const secretSettings: ReadonlySet<string> = new Set([
   'DATABASE_URL',
+  'MIGRATIONS_DATABASE_URL',
   'REDIS_URL',
+  'SHARED_CACHE_URL',
+  'REDIS_SENTINEL_PASSWORD',
   'BULL_BOARD_PASSWORD',
   'OTEL_EXPORTER_OTLP_HEADERS',
 ]);
@@ -475,6 +505,20 @@ function checkSemantics(settings: Settings): SettingProblem[] {
       expected: 'postgres://user:password@host:5432/database',
     });
   }
+  if (settings.MIGRATIONS_DATABASE_URL !== undefined) {
+    const problem =
+      settings.DATABASE_URL === undefined
+        ? 'is set while DATABASE_URL is not (the embedded PostgreSQL migrates itself)'
+        : checkPostgresUrl(settings.MIGRATIONS_DATABASE_URL);
+    if (problem) {
+      problems.push({
+        name: 'MIGRATIONS_DATABASE_URL',
+        value: settings.MIGRATIONS_DATABASE_URL,
+        problem,
+        expected: 'postgres://user:password@host:5432/database (PostgreSQL itself, not PgBouncer)',
+      });
+    }
+  }
   if (production && settings.CORS_ORIGINS.split(',').some((origin) => origin.trim() === '*')) {
     problems.push({
       name: 'CORS_ORIGINS',
@@ -510,32 +554,8 @@ function checkPostgresUrl(value: string): string | undefined {
   return undefined;
 }
 
-export const DEVELOPMENT_REDIS_URL = 'redis://127.0.0.1:6379';
-
 function checkBackgroundTasks(settings: Settings, production: boolean): SettingProblem[] {
-  const problems: SettingProblem[] = [];
-  const expectedRedis = 'redis://[:password@]host:6379[/db] or rediss://...';
-  if (settings.REDIS_URL !== undefined) {
-    let protocol = '';
-    try {
-      protocol = new URL(settings.REDIS_URL).protocol;
-    } catch {}
-    if (protocol !== 'redis:' && protocol !== 'rediss:') {
-      problems.push({
-        name: 'REDIS_URL',
-        value: settings.REDIS_URL,
-        problem: 'is not a redis:// URL',
-        expected: expectedRedis,
-      });
-    }
-  } else if (production && settings.ENABLE_BACKGROUND_TASKS) {
-    problems.push({
-      name: 'REDIS_URL',
-      value: undefined,
-      problem: 'is not set, and background tasks are on in production',
-      expected: expectedRedis,
-    });
-  }
+  const problems: SettingProblem[] = checkRedisSettings(settings, production);
   const user = settings.BULL_BOARD_USER;
   const password = settings.BULL_BOARD_PASSWORD;
   if ((user === '') !== (password === '')) {
@@ -588,20 +608,12 @@ export function listensWithReusePort(settings: Settings): boolean {
   return settings.LISTEN_REUSE_PORT ?? process.platform === 'linux';
 }
 
-/** Distributed mode: explicit, or on from LEVEL>=2 when some Redis URL is configured. */
+/** Distributed mode: explicit, or on from LEVEL>=2 when some Redis (URL or sentinels) is configured. */
 export function isDistributed(settings: Settings): boolean {
-  return (
-    settings.ENABLE_DISTRIBUTED_MODE ??
-    (settings.LEVEL >= 2 && (settings.SHARED_CACHE_URL ?? settings.REDIS_URL) !== undefined)
-  );
+  return settings.ENABLE_DISTRIBUTED_MODE ?? (settings.LEVEL >= 2 && redisConfigured(settings));
 }
 
-/** The Redis behind the shared cache and rate limits. */
-export function sharedCacheUrlOf(settings: Settings): string {
-  return settings.SHARED_CACHE_URL ?? redisUrlOf(settings);
-}
-
-/** The Redis the task system uses: REDIS_URL, or the local development Redis outside production. */
-export function redisUrlOf(settings: Settings): string {
-  return settings.REDIS_URL ?? DEVELOPMENT_REDIS_URL;
+/** The migrate step's connection: direct to PostgreSQL (a session), never through PgBouncer. */
+export function migrationsUrlOf(settings: Settings, databaseUrl: string): string {
+  return settings.MIGRATIONS_DATABASE_URL ?? databaseUrl;
 }

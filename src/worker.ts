@@ -63,7 +63,6 @@ async function main(): Promise<void> {
         connectionString: database.url,
         size: settings.DB_POOL_SIZE,
         connectTimeoutMs: settings.DB_CONNECT_TIMEOUT_MS,
-        statementTimeoutMs: settings.DB_STATEMENT_TIMEOUT_MS,
       },
       logger,
     ),

@@ -4,12 +4,17 @@ export interface PoolOptions {
   connectionString: string;
   size: number;
   connectTimeoutMs: number;
-  statementTimeoutMs: number;
 }
 
 // int8 (bigint ids, counts) as JS numbers: ids stay far below 2^53 in any realistic table.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10));
 
+/**
+ * The app's pool. It sends no session settings (statement_timeout and friends are database defaults,
+ * set by the migrate step): PgBouncer in transaction mode refuses unknown startup parameters, and a
+ * session SET would leak to whichever client gets that server connection next. application_name is
+ * one PgBouncer tracks, so it is kept.
+ */
 export function createPool(
   options: PoolOptions,
   logger: { warn(details: object, message: string): void },
@@ -18,7 +23,6 @@ export function createPool(
     connectionString: options.connectionString,
     max: options.size,
     connectionTimeoutMillis: options.connectTimeoutMs,
-    statement_timeout: options.statementTimeoutMs || undefined,
     idleTimeoutMillis: 30_000,
     application_name: 'node-levels-starter',
   });

@@ -5,8 +5,9 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import basicAuth from '@fastify/basic-auth';
 import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
-import { redisUrlOf, type Settings } from '../settings.js';
+import { createDashboardConnection } from '../redis/connection.js';
+import { redisTargetOf } from '../redis/target.js';
+import type { Settings } from '../settings.js';
 import { QUEUE_NAMES } from '../tasks/queues.js';
 
 export const DASHBOARD_PATH = '/admin/queues';
@@ -24,7 +25,7 @@ function safeEqual(given: string, expected: string): boolean {
  */
 export async function dashboardPlugin(app: FastifyInstance, settings: Settings): Promise<void> {
   // Its own connection: the dashboard may wait a little for Redis; the API's producer must not.
-  const connection = new Redis(redisUrlOf(settings), { maxRetriesPerRequest: 2, connectTimeout: 2000 });
+  const connection = createDashboardConnection(redisTargetOf(settings));
   connection.on('error', () => {});
   const queues = QUEUE_NAMES.map((name) => new Queue(name, { connection, prefix: settings.QUEUE_PREFIX }));
   const serverAdapter = new FastifyAdapter();

@@ -11,10 +11,7 @@ declare module 'fastify' {
   }
 }
 
-type DbSettings = Pick<
-  Settings,
-  'DATABASE_URL' | 'DB_POOL_SIZE' | 'DB_CONNECT_TIMEOUT_MS' | 'DB_STATEMENT_TIMEOUT_MS'
->;
+type DbSettings = Pick<Settings, 'DATABASE_URL' | 'DB_POOL_SIZE' | 'DB_CONNECT_TIMEOUT_MS'>;
 
 async function dbPlugin(app: FastifyInstance, settings: DbSettings): Promise<void> {
   if (!settings.DATABASE_URL)
@@ -24,13 +21,13 @@ async function dbPlugin(app: FastifyInstance, settings: DbSettings): Promise<voi
       connectionString: settings.DATABASE_URL,
       size: settings.DB_POOL_SIZE,
       connectTimeoutMs: settings.DB_CONNECT_TIMEOUT_MS,
-      statementTimeoutMs: settings.DB_STATEMENT_TIMEOUT_MS,
     },
     app.log,
   );
   app.decorate('db', pool);
   addReadinessCheck(app, 'database', async () => {
     await pool.query('SELECT 1');
+    return undefined;
   });
   app.addHook('onClose', async () => {
     await pool.end();

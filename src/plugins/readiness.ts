@@ -1,11 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 
-export type ReadinessCheck = () => Promise<void>;
+/** Resolves when the dependency answers, optionally with a detail (which server answered); throws when not. */
+export type ReadinessCheck = () => Promise<string | undefined>;
 
 export interface CheckResult {
   status: 'up' | 'down';
   latencyMs: number;
+  detail?: string;
   error?: string;
 }
 
@@ -29,13 +31,14 @@ export async function runChecks(
       const started = performance.now();
       let timer: NodeJS.Timeout | undefined;
       try {
-        await Promise.race([
+        const detail = await Promise.race([
           check(),
           new Promise((_, reject) => {
             timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
           }),
         ]);
-        return [name, { status: 'up', latencyMs: Math.round(performance.now() - started) }];
+        const latencyMs = Math.round(performance.now() - started);
+        return [name, { status: 'up', latencyMs, ...(typeof detail === 'string' ? { detail } : {}) }];
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         return [name, { status: 'down', latencyMs: Math.round(performance.now() - started), error: message }];

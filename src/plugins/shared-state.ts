@@ -4,7 +4,8 @@ import type { Redis } from 'ioredis';
 import client from 'prom-client';
 import { type Cache, MemoryCache, RedisCache } from '../cache/cache.js';
 import { withCacheMetrics } from '../cache/metrics.js';
-import { isDistributed, type Settings, sharedCacheUrlOf } from '../settings.js';
+import { sharedCacheTargetOf } from '../redis/target.js';
+import { isDistributed, type Settings } from '../settings.js';
 import { routeLabel } from './metrics.js';
 
 const rateLimitRejections = new client.Counter({
@@ -27,7 +28,7 @@ async function sharedStatePlugin(app: FastifyInstance, settings: Settings): Prom
   let redis: Redis | undefined;
   if (isDistributed(settings)) {
     const { createProducerConnection } = await import('../redis/connection.js');
-    redis = createProducerConnection(sharedCacheUrlOf(settings));
+    redis = createProducerConnection(sharedCacheTargetOf(settings));
     redis.on('error', () => {}); // surfaced per call; the connection retries in the background
     app.addHook('onClose', async () => redis?.disconnect());
   }

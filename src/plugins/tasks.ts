@@ -3,7 +3,8 @@ import { setTimeout } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import client from 'prom-client';
-import { redisUrlOf, type Settings } from '../settings.js';
+import { describeTarget, redisTargetOf } from '../redis/target.js';
+import type { Settings } from '../settings.js';
 import type { TaskService } from '../tasks/service.js';
 import { addReadinessCheck } from './readiness.js';
 
@@ -49,11 +50,12 @@ async function tasksPlugin(app: FastifyInstance, settings: Settings): Promise<vo
     return;
   }
   // Loaded only here: a level without background tasks never loads BullMQ or ioredis.
-  const [{ createProducerConnection }, { retentionOf, TaskService }] = await Promise.all([
+  const [{ connectedAddress, createProducerConnection }, { retentionOf, TaskService }] = await Promise.all([
     import('../redis/connection.js'),
     import('../tasks/service.js'),
   ]);
-  const connection = createProducerConnection(redisUrlOf(settings));
+  const target = redisTargetOf(settings);
+  const connection = createProducerConnection(target);
   // Errors surface per request (503); the connection retries in the background and must not crash us.
   connection.on('error', (error) => app.log.debug({ err: error.message }, 'Redis connection error'));
   // Give Redis a moment to answer at start-up, so the first requests find it ready; never block longer.
@@ -62,7 +64,12 @@ async function tasksPlugin(app: FastifyInstance, settings: Settings): Promise<vo
   app.decorate('tasks', service);
   current = service;
   registerQueueDepth(() => current);
-  addReadinessCheck(app, 'redis', () => service.ping());
+  // The detail names the server answering, so a Sentinel failover shows as a new address here.
+  addReadinessCheck(app, 'redis', async () => {
+    await service.ping();
+    const address = connectedAddress(connection);
+    return target.kind === 'sentinel' ? `master ${address} (${describeTarget(target)})` : address;
+  });
   app.addHook('onClose', async () => {
     await service.close();
     connection.disconnect();

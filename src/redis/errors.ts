@@ -37,11 +37,14 @@ export async function withRedis<T>(
   }
 }
 
-/** True when an error means "Redis cannot be reached now" (the fail-fast connection refused the call). */
+/**
+ * True when an error means "Redis cannot be reached now": the fail-fast connection refused the call,
+ * or (around a failover) the server is a replica, still loading, or unblocked us as it changed role.
+ */
 export function isRedisUnavailable(error: unknown): boolean {
   if (error instanceof RedisUnavailableError) return true;
   const message = error instanceof Error ? error.message : '';
-  return /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|max retries|Stream isn't writeable/i.test(
+  return /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|max retries|Stream isn't writeable|sentinels are unreachable|^READONLY|^LOADING|^UNBLOCKED/i.test(
     message,
   );
 }

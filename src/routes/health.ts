@@ -13,6 +13,7 @@ const Live = Type.Object({ status: Type.Literal('ok') });
 const Check = Type.Object({
   status: Type.Union([Type.Literal('up'), Type.Literal('down')]),
   latencyMs: Type.Number(),
+  detail: Type.Optional(Type.String({ description: 'Which server answered (Redis: the master now)' })),
   error: Type.Optional(Type.String()),
 });
 const Ready = Type.Object({

@@ -8,7 +8,8 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import client from 'prom-client';
 import { createWorkerConnection } from '../redis/connection.js';
-import { redisUrlOf, type Settings } from '../settings.js';
+import { redisTargetOf } from '../redis/target.js';
+import type { Settings } from '../settings.js';
 import { queueTelemetry } from '../telemetry/tracing.js';
 import { TASKS } from './definitions/index.js';
 import { runJob } from './processor.js';
@@ -59,8 +60,8 @@ export async function startTaskWorkers(
 ): Promise<TaskWorkers> {
   // Worker threads (the cpu queue) read it from their environment.
   process.env.DATABASE_URL = databaseUrl;
-  const redisUrl = redisUrlOf(settings);
-  const connection = createWorkerConnection(redisUrl);
+  const target = redisTargetOf(settings);
+  const connection = createWorkerConnection(target);
   connection.on('error', (error) =>
     log.warn({ err: error.message }, 'Redis connection error (reconnecting)'),
   );
@@ -133,7 +134,7 @@ export async function startTaskWorkers(
   }
 
   // Cancellation: only the process running a job can abort it, so every worker listens.
-  const subscriber = connection.duplicate();
+  const subscriber = createWorkerConnection(target);
   subscriber.on('error', () => {});
   // Queued until connected; ioredis re-subscribes by itself after a reconnect.
   void subscriber.subscribe(cancelChannel(settings.QUEUE_PREFIX)).catch(() => {});

@@ -14,7 +14,6 @@ const db = lazyPool(() =>
       connectionString: process.env.DATABASE_URL ?? '',
       size: 2,
       connectTimeoutMs: 2000,
-      statementTimeoutMs: 0,
     },
     log,
   ),

@@ -152,8 +152,12 @@ describe.skipIf(!KUBECTL)('kubectl kustomize renders the base and both overlays'
     expect(kinds(rendered.dev)).toEqual(
       [
         ...common,
+        'ConfigMap/pgbouncer-config',
+        'Deployment/pgbouncer',
+        'NetworkPolicy/pgbouncer-from-app',
         'Namespace/node-levels-dev',
         'Secret/app-secrets',
+        'Service/pgbouncer',
         'Service/postgres',
         'Service/redis',
         'StatefulSet/postgres',
@@ -466,16 +470,31 @@ describe.skipIf(!KUBECTL)('kubectl kustomize renders the base and both overlays'
         .map((source) => source.name)
         .sort();
     };
-    expect(allowed('postgres', 5432)).toEqual(['api', 'migrate', 'task-worker']);
+    expect(allowed('postgres', 5432)).toEqual(['api', 'migrate', 'pgbouncer', 'task-worker']);
+    // The app goes through PgBouncer; the migrations Job does not (it needs a session).
+    expect(allowed('pgbouncer', 6432)).toEqual(['api', 'task-worker']);
     expect(allowed('redis', 6379)).toEqual(['api', 'task-worker']);
   });
 
-  it('dev runs PostgreSQL and Redis in the cluster; the URLs in its Secret point at their Services', () => {
+  it('dev runs PostgreSQL, PgBouncer and Redis in the cluster; the URLs in its Secret point at their Services', () => {
     const secret = find(rendered.dev, 'Secret', 'app-secrets').data as Record<string, string>;
     const decode = (key: string) => Buffer.from(secret[key] ?? '', 'base64').toString('utf8');
-    expect(new URL(decode('DATABASE_URL')).hostname).toBe(
-      find(rendered.dev, 'Service', 'postgres').metadata.name,
-    );
+    const servicePort = (name: string) =>
+      ((find(rendered.dev, 'Service', name).spec?.ports ?? []) as Array<{ port: number }>)[0]?.port;
+    const app = new URL(decode('DATABASE_URL'));
+    expect([app.hostname, Number(app.port)]).toEqual(['pgbouncer', servicePort('pgbouncer')]);
+    const direct = new URL(decode('MIGRATIONS_DATABASE_URL'));
+    expect([direct.hostname, Number(direct.port)]).toEqual(['postgres', servicePort('postgres')]);
+    expect(direct.pathname).toBe(app.pathname);
+    // PgBouncer's auth_file line for the same user and password, and its transaction-mode config.
+    expect(decode('PGBOUNCER_USERLIST')).toBe(`"${app.username}" "${app.password}"`);
+    const ini = Object.values(
+      (rendered.dev.find((object) => object.metadata.name.startsWith('pgbouncer-config'))?.data ??
+        {}) as Record<string, string>,
+    ).join('\n');
+    expect(ini).toMatch(/^pool_mode = transaction$/m);
+    expect(ini).toMatch(/^listen_port = 6432$/m);
+    expect(ini).toMatch(/^\* = host=postgres port=5432$/m);
     expect(new URL(decode('REDIS_URL')).hostname).toBe(find(rendered.dev, 'Service', 'redis').metadata.name);
     expect(decode('REDIS_ADDRESS')).toBe('redis:6379');
     const redis = podTemplate(find(rendered.dev, 'StatefulSet', 'redis')).spec.containers[0]?.args?.join(' ');

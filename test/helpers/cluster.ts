@@ -15,7 +15,8 @@ export interface WorkerInfo {
 export async function startCluster(env: Record<string, string>, cwd = ROOT): Promise<ServerProcess> {
   const port = await freePort();
   const server = startProcess({ PORT: String(port), WORKERS: '2', ...env }, 'dist/main.js', cwd);
-  await server.waitForLog((line) => line.msg === 'all workers ready', 60_000);
+  // The HTTP pool's line: at LEVEL=4 the task pool says the same, often first.
+  await server.waitForLog((line) => line.msg === 'all workers ready' && line.pool !== 'tasks', 60_000);
   await waitForHttp(`${server.baseUrl}/health/ready`);
   return server;
 }

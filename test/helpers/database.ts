@@ -15,8 +15,8 @@ function withDatabase(url: string, database: string): string {
   return parsed.toString();
 }
 
-/** A fresh, migrated database per test file, so reruns and parallel files never collide. */
-export async function createTestDatabase(): Promise<TestDatabase> {
+/** A fresh database per test file (migrated unless told not to), so reruns and parallel files never collide. */
+export async function createTestDatabase(options: { migrate?: boolean } = {}): Promise<TestDatabase> {
   const adminUrl = inject('adminDatabaseUrl');
   const name = `test_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
@@ -24,7 +24,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   await admin.query(`CREATE DATABASE ${name}`);
   await admin.end();
   const url = withDatabase(adminUrl, name);
-  await migrateUp(url, pino({ level: 'silent' }));
+  if (options.migrate ?? true) await migrateUp(url, pino({ level: 'silent' }));
   return {
     url,
     drop: async () => {
