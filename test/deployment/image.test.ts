@@ -345,8 +345,7 @@ describe.skipIf(!engine)('the image on a real Docker engine', () => {
     ]);
     const base = `http://127.0.0.1:${await publishedPort(engine, api, 3000)}`;
     await waitForOk(`${base}/health/ready`);
-    const task = await runTaskThroughApi(base);
-    expect(task.state).toBe('completed');
+    expect(await runTaskThroughApi(base)).toBe('completed');
     const live =
       "fetch('http://127.0.0.1:3001/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))";
     await docker(['exec', worker, 'node', '-e', live]);

@@ -66,23 +66,33 @@ export async function publishedPort(engine: Engine, id: string, containerPort: n
   return port;
 }
 
-/** Enqueue a task through the API and wait until it completed: its final status. */
-export async function runTaskThroughApi(
-  baseUrl: string,
-  timeoutMs = 60_000,
-): Promise<{ id: string; state: string }> {
+/** Enqueue a no-op task through the API's task route: its id. (The one place that knows the route.) */
+export async function enqueueTask(baseUrl: string): Promise<string> {
   const created = await fetch(`${baseUrl}/api/tasks/system.noop`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ payload: {} }),
   });
   if (created.status !== 202) throw new Error(`enqueue answered ${created.status}: ${await created.text()}`);
-  const { id } = (await created.json()) as { id: string };
+  return ((await created.json()) as { id: string }).id;
+}
+
+/** A task's state as the API reports it, polled until `done` says so or the deadline passes. */
+export async function taskState(
+  baseUrl: string,
+  id: string,
+  done: (state: string) => boolean = (state) => state === 'completed' || state === 'failed',
+  timeoutMs = 60_000,
+): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const status = (await (await fetch(`${baseUrl}/api/tasks/${id}`)).json()) as { state: string };
-    if (status.state === 'completed' || status.state === 'failed' || Date.now() > deadline)
-      return { id, state: status.state };
+    const { state } = (await (await fetch(`${baseUrl}/api/tasks/${id}`)).json()) as { state: string };
+    if (done(state) || Date.now() > deadline) return state;
     await sleep(250);
   }
+}
+
+/** Enqueue a task through the API and wait until it finished: its final state. */
+export async function runTaskThroughApi(baseUrl: string): Promise<string> {
+  return taskState(baseUrl, await enqueueTask(baseUrl));
 }

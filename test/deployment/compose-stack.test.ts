@@ -1,0 +1,153 @@
+/**
+ * docker-compose.yml on a real Docker engine (compose v1 here; helpers/docker-engine.ts), with the image
+ * built from the Dockerfile and official or stand-in bases (helpers/base-images.ts): migrations once, api
+ * and worker healthy, data kept across down/up, a task done by the worker container, a graceful stop with
+ * requests in flight, and a zero-failure rolling reload (SIGHUP) of a LEVEL=3 API container under load.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLoad } from '../helpers/load.js';
+import { freePort } from '../helpers/process.js';
+import { buildAppImage } from './helpers/app-image.js';
+import { ensureBaseImages } from './helpers/base-images.js';
+import { type ComposeProject, composeProject } from './helpers/compose-project.js';
+import { containerEngine } from './helpers/container-test.js';
+import {
+  containerState,
+  enqueueTask,
+  taskState,
+  waitExited,
+  waitForOk,
+  waitHealthy,
+} from './helpers/containers.js';
+
+const { engine, skip } = await containerEngine('compose-stack');
+/** Each step recreates containers and waits on their healthchecks (10 s apart). */
+const TEST_TIMEOUT_MS = 240_000;
+
+describe.skipIf(!engine)('docker-compose.yml on a real engine', () => {
+  if (!engine) return;
+  let project: ComposeProject;
+  let api: string;
+
+  const one = async (service: string): Promise<string> => {
+    const [id] = await project.containers(service);
+    if (!id) throw new Error(`no ${service} container`);
+    return id;
+  };
+
+  async function upAndHealthy(env: Record<string, string> = {}): Promise<void> {
+    await project.run(['up', '--detach', '--no-build'], env);
+    await waitHealthy(engine as NonNullable<typeof engine>, await one('api'));
+    await waitHealthy(engine as NonNullable<typeof engine>, await one('worker'));
+    await waitForOk(`${api}/health/ready`);
+  }
+
+  beforeAll(async () => {
+    await ensureBaseImages(engine, ['node', 'postgres', 'redis']);
+    await buildAppImage(engine);
+    const port = await freePort();
+    project = composeProject(engine, `nlscompose${process.pid}`, { API_HOST_PORT: String(port) });
+    api = `http://127.0.0.1:${port}`;
+  }, 30 * 60_000);
+
+  afterAll(async () => {
+    await project?.down().catch((error) => process.stdout.write(`[compose-stack] down: ${error}\n`));
+    await engine.stop();
+  }, 180_000);
+
+  it(
+    'up: migrate runs once and exits 0, api and worker turn healthy, /health/ready answers 200 on the published port',
+    async () => {
+      await upAndHealthy();
+      const migrations = await project.containers('migrate');
+      expect(migrations).toHaveLength(1);
+      expect(await waitExited(engine, migrations[0] as string)).toBe(0);
+      expect((await fetch(`${api}/health/ready`)).status).toBe(200);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    'an item written before down is still there after up (the pgdata volume)',
+    async () => {
+      const created = await fetch(`${api}/api/items`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'kept across down and up' }),
+      });
+      expect(created.status).toBe(201);
+      const { id } = (await created.json()) as { id: string };
+      await project.run(['down', '--timeout', '40']);
+      await upAndHealthy();
+      const read = await fetch(`${api}/api/items/${id}`);
+      expect(read.status).toBe(200);
+      expect(((await read.json()) as { name: string }).name).toBe('kept across down and up');
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    'a task enqueued through the API waits while the worker container is stopped and completes once it runs',
+    async () => {
+      await project.run(['stop', 'worker']);
+      const id = await enqueueTask(api);
+      expect(await taskState(api, id, (state) => state !== 'waiting', 3000)).toBe('waiting');
+      await project.run(['start', 'worker']);
+      expect(await taskState(api, id)).toBe('completed');
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    'docker stop of the API with slow requests in flight: they complete, the container exits 0 within its grace period',
+    async () => {
+      const id = await one('api');
+      const slow = Array.from({ length: 5 }, () => fetch(`${api}/api/examples/sleep?ms=3000`));
+      await sleep(500);
+      const started = Date.now();
+      await engine.docker(['stop', '--time', '40', id]);
+      const stoppedMs = Date.now() - started;
+      const answers = await Promise.all(slow);
+      expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200, 200, 200]);
+      expect(await containerState(engine, id)).toMatchObject({ Status: 'exited', ExitCode: 0 });
+      expect(stoppedMs).toBeLessThan(40_000);
+      expect(stoppedMs).toBeGreaterThan(2000); // it waited for the requests, not killed them
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    'docker kill -s HUP on a LEVEL=3 API container replaces every worker with 0 failed requests under load',
+    async () => {
+      await upAndHealthy({ LEVEL: '3', WORKERS: '2' });
+      const id = await one('api');
+      const before = startLoad(`${api}/health/worker`, 4);
+      await sleep(1500);
+      const pidsBefore = (await before.stop()).pids;
+      const load = startLoad(`${api}/health/worker`, 4);
+      await sleep(500);
+      await engine.docker(['kill', '--signal', 'HUP', id]);
+      const deadline = Date.now() + 90_000;
+      while (!(await engine.docker(['logs', id])).stdout.includes('reload finished: every worker replaced')) {
+        if (Date.now() > deadline)
+          throw new Error(
+            `no "reload finished" in the API logs:\n${(await engine.docker(['logs', '--tail', '30', id])).stdout}`,
+          );
+        await sleep(500);
+      }
+      await sleep(1000);
+      const result = await load.stop();
+      expect(result.failed, result.failures.slice(0, 5).join('\n')).toBe(0);
+      expect(result.ok).toBeGreaterThan(50);
+      const after = startLoad(`${api}/health/worker`, 4);
+      await sleep(1000);
+      const pidsAfter = (await after.stop()).pids;
+      expect(pidsBefore.size).toBe(2);
+      expect([...pidsAfter].filter((pid) => pidsBefore.has(pid))).toEqual([]);
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
+
+if (skip) it.skip(`docker-compose.yml on a real engine: skipped, ${skip}`, () => {});
