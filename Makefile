@@ -19,7 +19,7 @@ ifeq ($(NODE_LOCAL),yes)
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 endif
 
-.PHONY: help node install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench bench-tasks bench-tracing load-test performance-report k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down monitoring-check
+.PHONY: help node install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench bench-tasks bench-tracing load-test performance-report k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down image compose-test monitoring-check
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -114,6 +114,12 @@ k8s-scale: ## Keep at least REPLICAS API pods (HPA minReplicas; the HPA may add 
 k8s-status: ## Deployments, pods, autoscalers, disruption budgets and the migrations Job
 	kubectl -n $(K8S_NAMESPACE) get deployments,pods,hpa,pdb,jobs -l app.kubernetes.io/name=node-levels-starter -o wide
 	-kubectl -n $(K8S_NAMESPACE) get scaledobjects -l app.kubernetes.io/name=node-levels-starter
+
+image: ## Build the image (node-levels-starter:local) with your Docker: plain docker build
+	docker build -t node-levels-starter:local .
+
+compose-test: node install ## Only the container tests: the image and the compose stack on a real engine (own dockerd as root; CONTAINER_TEST_ENGINE=system uses yours)
+	npx vitest run test/deployment/image.test.ts test/deployment/compose-stack.test.ts
 
 compose-up: ## docker compose up --build (api, worker, PostgreSQL, Redis); PROFILE=proxy|traefik|monitoring adds a proxy or Prometheus + Grafana
 	docker compose $(if $(PROFILE),--profile $(PROFILE)) up --build

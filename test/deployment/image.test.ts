@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/process.js';
 import { type AppImage, buildAppImage, imageSize } from './helpers/app-image.js';
 import { ensureBaseImages } from './helpers/base-images.js';
-import { containerEngine } from './helpers/container-test.js';
+import { containerTest } from './helpers/container-test.js';
 import {
   publishedPort,
   runTaskThroughApi,
@@ -18,6 +18,7 @@ import {
   waitForOk,
   waitHealthy,
 } from './helpers/containers.js';
+import type { Engine } from './helpers/docker-engine.js';
 import {
   baseImage,
   envOf,
@@ -160,11 +161,11 @@ describe('Dockerfile', () => {
   });
 });
 
-const { engine, skip } = await containerEngine('image');
+const { skip, startEngine } = await containerTest('image');
 
-describe.skipIf(!engine)('the image on a real Docker engine', () => {
-  if (!engine) return;
-  const docker = engine.docker;
+describe.skipIf(Boolean(skip))('the image on a real Docker engine', () => {
+  let engine: Engine;
+  const docker: Engine['docker'] = (...args) => engine.docker(...args);
   const name = `nls-image-${process.pid}`;
   const containers: string[] = [];
   let image: AppImage;
@@ -201,6 +202,7 @@ describe.skipIf(!engine)('the image on a real Docker engine', () => {
   }
 
   beforeAll(async () => {
+    engine = await startEngine();
     const [, postgres, redis] = await ensureBaseImages(engine, ['node', 'postgres', 'redis']);
     image = await buildAppImage(engine);
     await docker(['network', 'create', name]);
@@ -236,12 +238,12 @@ describe.skipIf(!engine)('the image on a real Docker engine', () => {
       if (Date.now() > deadline) throw new Error('the postgres container never became ready');
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
-  }, 30 * 60_000);
+  }, 45 * 60_000);
 
   afterAll(async () => {
     if (containers.length) await docker(['rm', '--force', '--volumes', ...containers]).catch(() => {});
     await docker(['network', 'rm', name]).catch(() => {});
-    await engine.stop();
+    await engine?.stop();
   }, 120_000);
 
   it('runs Node 24 as the non-root node user, with exec-form CMD, tini as ENTRYPOINT and a HEALTHCHECK', async () => {

@@ -195,9 +195,20 @@ async function systemEngine(): Promise<EngineOrSkip> {
 /** Start (or, with CONTAINER_TEST_ENGINE=system, find) the engine; a reason to skip when none can run. */
 export async function startEngine(): Promise<EngineOrSkip> {
   if (process.env.CONTAINER_TEST_ENGINE === 'system') return systemEngine();
+  const reason = ownEngineSkipReason();
+  if (reason) return { skip: reason };
+  return startOwnEngine();
+}
+
+/** Why this process cannot start its own engine (undefined: it can), known without starting it. */
+export function ownEngineSkipReason(): string | undefined {
   if (process.getuid?.() !== 0)
-    return { skip: 'starting a Docker engine needs root (or CONTAINER_TEST_ENGINE=system)' };
-  if (!DOCKERD) return { skip: 'dockerd is not installed (apt-get install docker.io)' };
+    return 'starting a Docker engine needs root (or CONTAINER_TEST_ENGINE=system)';
+  if (!DOCKERD) return 'dockerd is not installed (apt-get install docker.io)';
+  return undefined;
+}
+
+async function startOwnEngine(): Promise<EngineOrSkip> {
   await acquireLock();
   const socket = join(EXEC_ROOT, 'docker.sock');
   const env: NodeJS.ProcessEnv = {
@@ -217,7 +228,7 @@ export async function startEngine(): Promise<EngineOrSkip> {
   rmSync(pidFile, { force: true });
   const started = Date.now();
   const daemon: ChildProcess = spawn(
-    DOCKERD,
+    DOCKERD as string,
     ['--data-root', dataRoot, '--exec-root', EXEC_ROOT, '-H', `unix://${socket}`, '--pidfile', pidFile],
     { stdio: ['ignore', logFd, logFd], detached: true },
   );
