@@ -2,7 +2,8 @@
  * docker-compose.yml on a real Docker engine (compose v1 here; helpers/docker-engine.ts), with the image
  * built from the Dockerfile and official or stand-in bases (helpers/base-images.ts): migrations once, api
  * and worker healthy, data kept across down/up, a task done by the worker container, a graceful stop with
- * requests in flight, and a zero-failure rolling reload (SIGHUP) of a LEVEL=3 API container under load.
+ * requests in flight, a zero-failure rolling reload (SIGHUP) of a LEVEL=3 API container under load, and
+ * the proxy profile's nginx failing over from a killed replica without a failed GET.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +12,7 @@ import { freePort } from '../helpers/process.js';
 import { buildAppImage } from './helpers/app-image.js';
 import { ensureBaseImages } from './helpers/base-images.js';
 import { type ComposeProject, composeProject } from './helpers/compose-project.js';
-import { containerEngine } from './helpers/container-test.js';
+import { containerTest } from './helpers/container-test.js';
 import {
   containerState,
   enqueueTask,
@@ -20,15 +21,17 @@ import {
   waitForOk,
   waitHealthy,
 } from './helpers/containers.js';
+import type { Engine } from './helpers/docker-engine.js';
 
-const { engine, skip } = await containerEngine('compose-stack');
+const { skip, startEngine } = await containerTest('compose-stack');
 /** Each step recreates containers and waits on their healthchecks (10 s apart). */
 const TEST_TIMEOUT_MS = 240_000;
 
-describe.skipIf(!engine)('docker-compose.yml on a real engine', () => {
-  if (!engine) return;
+describe.skipIf(Boolean(skip))('docker-compose.yml on a real engine', () => {
+  let engine: Engine;
   let project: ComposeProject;
   let api: string;
+  let proxy: string;
 
   const one = async (service: string): Promise<string> => {
     const [id] = await project.containers(service);
@@ -38,22 +41,28 @@ describe.skipIf(!engine)('docker-compose.yml on a real engine', () => {
 
   async function upAndHealthy(env: Record<string, string> = {}): Promise<void> {
     await project.run(['up', '--detach', '--no-build'], env);
-    await waitHealthy(engine as NonNullable<typeof engine>, await one('api'));
-    await waitHealthy(engine as NonNullable<typeof engine>, await one('worker'));
+    await waitHealthy(engine, await one('api'));
+    await waitHealthy(engine, await one('worker'));
     await waitForOk(`${api}/health/ready`);
   }
 
   beforeAll(async () => {
-    await ensureBaseImages(engine, ['node', 'postgres', 'redis']);
+    engine = await startEngine();
+    await ensureBaseImages(engine, ['node', 'postgres', 'redis', 'nginx']);
     await buildAppImage(engine);
     const port = await freePort();
-    project = composeProject(engine, `nlscompose${process.pid}`, { API_HOST_PORT: String(port) });
+    const proxyPort = await freePort();
+    project = composeProject(engine, `nlscompose${process.pid}`, {
+      API_HOST_PORT: String(port),
+      PROXY_HOST_PORT: String(proxyPort),
+    });
     api = `http://127.0.0.1:${port}`;
-  }, 30 * 60_000);
+    proxy = `http://127.0.0.1:${proxyPort}`;
+  }, 45 * 60_000);
 
   afterAll(async () => {
     await project?.down().catch((error) => process.stdout.write(`[compose-stack] down: ${error}\n`));
-    await engine.stop();
+    await engine?.stop();
   }, 180_000);
 
   it(
@@ -145,6 +154,45 @@ describe.skipIf(!engine)('docker-compose.yml on a real engine', () => {
       const pidsAfter = (await after.stop()).pids;
       expect(pidsBefore.size).toBe(2);
       expect([...pidsAfter].filter((pid) => pidsBefore.has(pid))).toEqual([]);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  /** Requests an API container has answered, asked inside it (nginx keeps /health/worker internal). */
+  async function requestsServed(id: string): Promise<number> {
+    const script =
+      "fetch('http://127.0.0.1:3000/health/worker').then(r=>r.json()).then(b=>console.log(b.requestsServed))";
+    return Number((await engine.docker(['exec', id, 'node', '-e', script])).stdout.trim());
+  }
+
+  it(
+    '--profile proxy: killing one API replica behind the shipped nginx under load fails no GET; back, it takes traffic again',
+    async () => {
+      await project.run(['--profile', 'proxy', 'up', '--detach', '--no-build']);
+      const replicas = await project.containers('api-replicas');
+      expect(replicas.length).toBeGreaterThanOrEqual(2);
+      for (const id of [await one('api'), ...replicas]) await waitHealthy(engine, id);
+      const nginx = await one('nginx');
+      await waitHealthy(engine, nginx);
+      await waitForOk(`${proxy}/health/ready`);
+      const victim = replicas[0] as string;
+      const load = startLoad(`${proxy}/health/ready`, 4);
+      await sleep(2000);
+      await engine.docker(['kill', victim]);
+      await sleep(5000);
+      const result = await load.stop();
+      expect(result.failed, result.failures.slice(0, 5).join('\n')).toBe(0);
+      expect(result.ok).toBeGreaterThan(50);
+      // Back (restart policy or start), then nginx re-resolves `api` (upstream.conf: reload after recreating).
+      await engine.docker(['start', victim]);
+      await waitHealthy(engine, victim);
+      await engine.docker(['exec', nginx, 'nginx', '-s', 'reload']);
+      const before = await requestsServed(victim);
+      const again = startLoad(`${proxy}/health/ready`, 4);
+      await sleep(4000);
+      const second = await again.stop();
+      expect(second.failed, second.failures.slice(0, 5).join('\n')).toBe(0);
+      expect(await requestsServed(victim)).toBeGreaterThan(before + 10);
     },
     TEST_TIMEOUT_MS,
   );
