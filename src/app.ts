@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import affinityPlugin from './plugins/affinity.js';
+import { useStrictJsonParser } from './plugins/body.js';
 import dbPlugin from './plugins/db.js';
 import docsPlugin from './plugins/docs.js';
 import errorsPlugin from './plugins/errors.js';
@@ -14,6 +15,7 @@ import readinessPlugin from './plugins/readiness.js';
 import securityPlugin from './plugins/security.js';
 import sharedStatePlugin from './plugins/shared-state.js';
 import tasksPlugin from './plugins/tasks.js';
+import { buildValidator } from './plugins/validation.js';
 import { exampleRoutes } from './routes/examples.js';
 import { healthRoutes, type ProcessIdentity } from './routes/health.js';
 import { itemRoutes } from './routes/items.js';
@@ -55,14 +57,14 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
       const incoming = request.headers['x-request-id'];
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
-    ajv: {
-      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
-    },
+    // Strict bodies, canonical-only coercion of path and query values (plugins/validation.ts).
+    schemaController: { compilersFactory: { buildValidator } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Tracing on: its plugin comes first so that every hook and route is covered. Off: nothing at all.
   const tracing = activeTracing();
   if (tracing) await app.register(tracing.fastifyPlugin);
+  useStrictJsonParser(app as unknown as FastifyInstance);
   app.addSchema(ProblemSchema);
   await app.register(errorsPlugin, { production: settings.NODE_ENV === 'production' });
   await app.register(lifecyclePlugin);

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import { isDatabaseUnavailable } from '../db/pool.js';
 import { isRedisUnavailable } from '../redis/errors.js';
+import { BodyError } from './body.js';
 import { type FieldError, PROBLEM_CONTENT_TYPE, type Problem, problem } from './problem.js';
 
 interface ValidationIssue {
@@ -19,12 +20,54 @@ export function fieldOf(issue: ValidationIssue): string {
   return base || '(root)';
 }
 
+/** What a failed keyword means, in words: "must be string or null", "is required". */
+function messageOf(issue: ValidationIssue, typesAt: Map<string, string[]>): string {
+  if (issue.keyword === 'additionalProperties') return 'is not allowed';
+  if (issue.keyword === 'required') return 'is required';
+  if (issue.keyword === 'anyOf' || issue.keyword === 'oneOf') {
+    const types = typesAt.get(issue.instancePath ?? '');
+    if (types) return `must be ${types.join(' or ')}`;
+  }
+  if (issue.keyword === 'discriminator' && issue.params?.error === 'mapping')
+    return `must be one of the known values`;
+  return issue.message ?? 'is invalid';
+}
+
+/**
+ * Ajv's issues as field errors. A union that failed reports one line ("must be string or null")
+ * instead of one per branch plus "must match a schema in anyOf".
+ */
 export function fieldErrors(issues: ValidationIssue[], location?: string): FieldError[] {
-  return issues.map((issue) => ({
-    field: fieldOf(issue),
-    message: issue.keyword === 'additionalProperties' ? 'is not allowed' : (issue.message ?? 'is invalid'),
-    ...(location ? { in: location } : {}),
-  }));
+  const unionPaths = new Set(
+    issues.filter((i) => i.keyword === 'anyOf' || i.keyword === 'oneOf').map((i) => i.instancePath ?? ''),
+  );
+  const typesAt = new Map<string, string[]>();
+  for (const issue of issues) {
+    const path = issue.instancePath ?? '';
+    if (issue.keyword === 'type' && unionPaths.has(path))
+      typesAt.set(path, [...(typesAt.get(path) ?? []), String(issue.params?.type)]);
+  }
+  const errors: FieldError[] = [];
+  for (const issue of issues) {
+    const path = issue.instancePath ?? '';
+    if (unionPaths.has(path) && issue.keyword !== 'anyOf' && issue.keyword !== 'oneOf' && typesAt.has(path))
+      continue; // folded into the union's line
+    const error: FieldError = {
+      field: fieldOf(issue),
+      message: messageOf(issue, typesAt),
+      ...(location ? { in: location } : {}),
+    };
+    if (!errors.some((seen) => seen.field === error.field && seen.message === error.message))
+      errors.push(error);
+  }
+  return errors;
+}
+
+/** The request as a whole is missing or not an object: say so in words. */
+function bodyShapeProblem(errors: FieldError[], location: string | undefined): string | undefined {
+  if (location !== 'body') return undefined;
+  const root = errors.find((error) => error.field === '(root)' && /must be object/.test(error.message));
+  return root ? 'A JSON object body is required (Content-Type: application/json)' : undefined;
 }
 
 // Fastify's own client-error codes and the status each deserves.
@@ -36,11 +79,20 @@ const CLIENT_ERROR_STATUS: Record<string, number> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 400,
 };
 
-export function toProblem(error: FastifyError, production: boolean): Problem {
+export function toProblem(error: FastifyError, production: boolean, contentType?: string): Problem {
   if (error.validation) {
     const errors = fieldErrors(error.validation as ValidationIssue[], error.validationContext);
     const summary = errors.map((e) => `${e.field} ${e.message}`).join('; ');
-    return problem(400, `Invalid ${error.validationContext ?? 'request'}: ${summary}`, { errors });
+    const detail =
+      bodyShapeProblem(errors, error.validationContext) ??
+      `Invalid ${error.validationContext ?? 'request'}: ${summary}`;
+    return problem(400, detail, { errors });
+  }
+  if (error instanceof BodyError)
+    return problem(400, error.message, error.errors.length > 0 ? { errors: error.errors } : {});
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    const sent = contentType ? `Content-Type ${contentType.split(';')[0]}` : 'A body without a Content-Type';
+    return problem(415, `${sent} is not accepted here; send application/json`);
   }
   if (isDatabaseUnavailable(error)) return problem(503, 'The database is unavailable; retry shortly');
   if (isRedisUnavailable(error)) return problem(503, 'Redis is unavailable; retry shortly');
@@ -64,7 +116,7 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, body: 
 
 async function errorsPlugin(app: FastifyInstance, options: { production: boolean }): Promise<void> {
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const body = toProblem(error, options.production);
+    const body = toProblem(error, options.production, request.headers['content-type']);
     if (body.status >= 500) request.log.error({ err: error }, 'request failed');
     else request.log.info({ status: body.status, code: error.code }, body.detail);
     return sendProblem(reply, request, body);

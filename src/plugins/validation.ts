@@ -1,0 +1,83 @@
+// The request contract, decided once for every route:
+// - bodies are validated strictly (no type coercion: JSON already has types, and `12345` is not a name);
+// - path and query values, which HTTP gives as strings, are coerced, but only from their canonical
+//   spelling (`42`, never `1e3`, `0x10` or ` 7`);
+// - JSON bodies are parsed here, so that strings PostgreSQL cannot store (NUL, lone surrogates) and
+//   prototype keys are refused at the edge with a 400 naming the field (see body.ts).
+import { AjvCompiler } from '@fastify/ajv-compiler';
+import type { FastifySchema, FastifyServerOptions } from 'fastify';
+
+type ValidatorFactory = NonNullable<
+  NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator']
+>;
+type ExternalSchemas = Parameters<ReturnType<typeof AjvCompiler>>[0];
+
+type Compiler = (route: { schema: unknown; method: string; url: string; httpPart?: string }) => Validate;
+interface Validate {
+  (data: unknown): boolean | Promise<unknown>;
+  errors?: unknown[] | null;
+}
+
+// Ajv options shared by both compilers; `discriminator` lets POST /api/tasks pick the payload schema by name.
+const COMMON = { removeAdditional: false, useDefaults: true, allErrors: true, discriminator: true } as const;
+
+const CANONICAL = {
+  integer: /^-?(0|[1-9][0-9]*)$/,
+  number: /^-?(0|[1-9][0-9]*)(\.[0-9]+)?$/,
+} as const;
+
+interface PropertySchema {
+  type?: string;
+}
+
+/** A string that would be coerced to a number from a spelling other than the canonical one. */
+function nonCanonical(schema: PropertySchema | undefined, value: unknown): boolean {
+  const pattern =
+    schema?.type === 'integer' || schema?.type === 'number' ? CANONICAL[schema.type] : undefined;
+  if (!pattern) return false;
+  const values = Array.isArray(value) ? value : [value];
+  return values.some((one) => typeof one === 'string' && !pattern.test(one));
+}
+
+/** Refuse non-canonical numbers before Ajv coerces them, with an error in Ajv's own shape. */
+function canonicalOnly(schema: { properties?: Record<string, PropertySchema> }, inner: Validate): Validate {
+  const properties = Object.entries(schema.properties ?? {});
+  const validate: Validate = (data) => {
+    if (data && typeof data === 'object') {
+      const record = data as Record<string, unknown>;
+      const errors = properties
+        .filter(([name, property]) => nonCanonical(property, record[name]))
+        .map(([name, property]) => ({
+          instancePath: `/${name}`,
+          keyword: 'canonical',
+          params: {},
+          message: `must be ${property.type === 'integer' ? 'an integer' : 'a number'} written in plain digits (e.g. 42)`,
+        }));
+      if (errors.length > 0) {
+        validate.errors = errors;
+        return false;
+      }
+    }
+    const valid = inner(data);
+    validate.errors = inner.errors;
+    return valid;
+  };
+  return validate;
+}
+
+/** Fastify `schemaController.compilersFactory.buildValidator`: strict bodies, canonical coercion elsewhere. */
+function buildStrictValidator(externalSchemas: unknown, serverOptions: { customOptions?: object } = {}) {
+  const strict = AjvCompiler()(externalSchemas as ExternalSchemas, {
+    customOptions: { ...serverOptions.customOptions, ...COMMON, coerceTypes: false },
+  }) as Compiler;
+  const coercing = AjvCompiler()(externalSchemas as ExternalSchemas, {
+    customOptions: { ...serverOptions.customOptions, ...COMMON, coerceTypes: 'array' },
+  }) as Compiler;
+  return (route: { schema: FastifySchema; method: string; url: string; httpPart?: string }) => {
+    if (route.httpPart === 'body') return strict(route);
+    return canonicalOnly(route.schema as { properties?: Record<string, PropertySchema> }, coercing(route));
+  };
+}
+
+/** Fastify `schemaController.compilersFactory.buildValidator` (its types describe the plain Ajv one). */
+export const buildValidator = buildStrictValidator as unknown as ValidatorFactory;
