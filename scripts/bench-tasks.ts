@@ -2,7 +2,7 @@
  * `make bench-tasks`: the task system against raw BullMQ, same Redis, same concurrency.
  *   1. end-to-end no-op jobs: TaskService.enqueue + the real worker process (dist/worker.js)
  *      vs Queue.addBulk + a plain BullMQ Worker in a child process;
- *   2. the enqueue endpoint's throughput (POST /api/tasks/system.noop through app.inject);
+ *   2. the enqueue endpoint's throughput (POST /api/tasks (system.noop) through app.inject);
  *   3. latency from enqueue to start with no load (p50, p99).
  * Throughput is measured BENCH_REPEATS times, rotating which side goes first, and compared by median
  * (scripts/repeat.ts).
@@ -156,7 +156,7 @@ async function enqueueEndpoint(): Promise<number> {
   for (let index = 0; index < count; index += 100) {
     await Promise.all(
       Array.from({ length: 100 }, () =>
-        app.inject({ method: 'POST', url: '/api/tasks/system.noop', payload: { payload: {} } }),
+        app.inject({ method: 'POST', url: '/api/tasks', payload: { name: 'system.noop', payload: {} } }),
       ),
     );
   }
@@ -235,6 +235,6 @@ console.log(
 console.log(`| TaskService + worker process, jobs/s end to end | ${ours.toFixed(0)} (${runs(ourRuns)}) |`);
 console.log(`| ratio ours / raw (target >= 0.97) | ${(ours / raw).toFixed(2)}x |`);
 console.log(`| ratio ours / raw taking the signal | ${(ours / rawWithSignal).toFixed(2)}x |`);
-console.log(`| POST /api/tasks/system.noop, enqueues/s (one process, inject) | ${endpoint.toFixed(0)} |`);
+console.log(`| POST /api/tasks (system.noop), enqueues/s (one process, inject) | ${endpoint.toFixed(0)} |`);
 console.log(`| enqueue to start, idle worker, p50 / p99 ms | ${latency.p50} / ${latency.p99} |`);
 process.exit(0);

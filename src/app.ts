@@ -18,8 +18,8 @@ import tasksPlugin from './plugins/tasks.js';
 import { buildValidator } from './plugins/validation.js';
 import { exampleRoutes } from './routes/examples.js';
 import { healthRoutes, type ProcessIdentity } from './routes/health.js';
-import { itemRoutes } from './routes/items.js';
-import { taskRoutes } from './routes/tasks.js';
+import { Item, itemRoutes } from './routes/items.js';
+import { enqueueSchemas, taskRoutes } from './routes/tasks.js';
 import type { Settings } from './settings.js';
 import { activeTracing } from './telemetry/tracing.js';
 
@@ -66,6 +66,8 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   if (tracing) await app.register(tracing.fastifyPlugin);
   useStrictJsonParser(app as unknown as FastifyInstance);
   app.addSchema(ProblemSchema);
+  app.addSchema(Item);
+  for (const schema of enqueueSchemas) app.addSchema(schema);
   await app.register(errorsPlugin, { production: settings.NODE_ENV === 'production' });
   await app.register(lifecyclePlugin);
   await app.register(securityPlugin, settings);

@@ -57,10 +57,10 @@ describe('bull-board dashboard in a real browser', () => {
   });
 
   it('shows the queues and a job to an authenticated user', async () => {
-    const enqueued = await fetch(`${server.baseUrl}/api/tasks/report.generate`, {
+    const enqueued = await fetch(`${server.baseUrl}/api/tasks`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ payload: { rounds: 10 }, delayMs: 600_000 }),
+      body: JSON.stringify({ name: 'report.generate', payload: { rounds: 10 }, delayMs: 600_000 }),
     });
     expect(enqueued.status).toBe(202);
     const { id } = (await enqueued.json()) as { id: string };
@@ -110,7 +110,7 @@ describe('OpenAPI docs UI in a real browser', () => {
       const response = await page.goto(`${server.baseUrl}/docs`);
       expect(response?.status()).toBe(200);
       await page.getByText('/api/items/{id}').first().waitFor({ timeout: 15_000 });
-      await page.getByText('/api/tasks/{name}').first().waitFor({ timeout: 15_000 });
+      await page.getByText('/api/tasks/{id}').first().waitFor({ timeout: 15_000 });
       expect(errors).toEqual([]);
     } finally {
       await browser.close();

@@ -121,8 +121,8 @@ describe('Redis restart', () => {
     );
     const down = await app.inject({
       method: 'POST',
-      url: '/api/tasks/report.generate',
-      payload: { payload: { rounds: 10 } },
+      url: '/api/tasks',
+      payload: { name: 'report.generate', payload: { rounds: 10 } },
     });
     expect(down.statusCode).toBe(503);
     await until(
@@ -161,10 +161,10 @@ describe('LEVEL=4: task workers under the supervisor', () => {
       20_000,
       'two task workers',
     );
-    const response = await fetch(`${server.baseUrl}/api/tasks/report.generate`, {
+    const response = await fetch(`${server.baseUrl}/api/tasks`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ payload: { rounds: 1000 } }),
+      body: JSON.stringify({ name: 'report.generate', payload: { rounds: 1000 } }),
     });
     expect(response.status).toBe(202);
     const { id } = (await response.json()) as { id: string };

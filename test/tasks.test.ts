@@ -54,8 +54,8 @@ describe('task API with a real worker process', () => {
   it('runs report.generate in a worker thread, with progress, to the same digest as the route', async () => {
     const response = await app.inject({
       method: 'POST',
-      url: '/api/tasks/report.generate',
-      payload: { payload: { rounds: 50_000 } },
+      url: '/api/tasks',
+      payload: { name: 'report.generate', payload: { rounds: 50_000 } },
     });
     expect(response.statusCode).toBe(202);
     const { id } = response.json();
@@ -171,36 +171,45 @@ describe('task API with a real worker process', () => {
   it('answers bad input with clear 4xx', async () => {
     const unknown = await app.inject({
       method: 'POST',
-      url: '/api/tasks/nope.nothing',
-      payload: { payload: {} },
+      url: '/api/tasks',
+      payload: { name: 'nope.nothing', payload: {} },
     });
-    expect(unknown.statusCode).toBe(404);
-    expect(unknown.json().detail).toBe('Unknown task "nope.nothing"');
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json().detail).toBe(
+      'Unknown task "nope.nothing"; known tasks: report.generate, email.send, maintenance.cleanup, system.noop',
+    );
+    const nameless = await app.inject({ method: 'POST', url: '/api/tasks', payload: { payload: {} } });
+    expect(nameless.json().errors).toContainEqual(expect.objectContaining({ field: 'name' }));
     const invalid = await app.inject({
       method: 'POST',
-      url: '/api/tasks/email.send',
-      payload: { payload: { to: 'not-an-email', subject: 'x', body: 'y' } },
+      url: '/api/tasks',
+      payload: { name: 'email.send', payload: { to: 'not-an-email', subject: 'x', body: 'y' } },
     });
     expect(invalid.statusCode).toBe(400);
     expect(invalid.json().errors).toEqual([expect.objectContaining({ field: 'payload/to' })]);
     const missing = await app.inject({
       method: 'POST',
-      url: '/api/tasks/report.generate',
-      payload: { payload: {} },
+      url: '/api/tasks',
+      payload: { name: 'report.generate', payload: {} },
     });
     expect(missing.json().errors[0].field).toBe('payload/rounds');
     expect(
       (
         await app.inject({
           method: 'POST',
-          url: '/api/tasks/report.generate',
-          payload: { payload: { rounds: 1 }, priority: 0 },
+          url: '/api/tasks',
+          payload: { name: 'report.generate', payload: { rounds: 1 }, priority: 0 },
         })
       ).statusCode,
     ).toBe(400);
     expect(
-      (await app.inject({ method: 'POST', url: '/api/tasks/report.generate', payload: { rounds: 1 } }))
-        .statusCode,
+      (
+        await app.inject({
+          method: 'POST',
+          url: '/api/tasks',
+          payload: { name: 'report.generate', rounds: 1 },
+        })
+      ).statusCode,
     ).toBe(400);
     expect((await app.inject('/api/tasks/not-an-id')).statusCode).toBe(400);
     expect((await app.inject('/api/tasks/cpu.999999')).statusCode).toBe(404);
@@ -218,7 +227,7 @@ describe('task API with a real worker process', () => {
     );
     expect(workerMetrics).toMatch(/^task_jobs_retried_total\{queue="default",task="email.send"\} [1-9]\d*$/m);
     const spec = (await app.inject('/openapi.json')).json();
-    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(['/api/tasks/{name}', '/api/tasks/{id}']));
+    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(['/api/tasks', '/api/tasks/{id}']));
   });
 
   it('declares the recurring maintenance.cleanup as a job scheduler', async () => {
@@ -236,8 +245,8 @@ describe('task API when background tasks are off or Redis is unreachable', () =>
     const off = await buildTestApp(database.url);
     const response = await off.inject({
       method: 'POST',
-      url: '/api/tasks/report.generate',
-      payload: { payload: { rounds: 1 } },
+      url: '/api/tasks',
+      payload: { name: 'report.generate', payload: { rounds: 1 } },
     });
     expect(response.statusCode).toBe(404);
     expect(response.json().detail).toMatch(/Background tasks are disabled/);
@@ -249,8 +258,8 @@ describe('task API when background tasks are off or Redis is unreachable', () =>
     const startedAt = Date.now();
     const response = await down.inject({
       method: 'POST',
-      url: '/api/tasks/report.generate',
-      payload: { payload: { rounds: 1 } },
+      url: '/api/tasks',
+      payload: { name: 'report.generate', payload: { rounds: 1 } },
     });
     expect(Date.now() - startedAt).toBeLessThan(1000);
     expect(response.statusCode).toBe(503);

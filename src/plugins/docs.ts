@@ -9,6 +9,10 @@ async function docsPlugin(
   options: { enabled: boolean; version: string },
 ): Promise<void> {
   await app.register(swagger, {
+    // Components keep their $id (Problem, Item, report.generate) so generated clients get real names.
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, index) => String(json.$id ?? `def-${index}`),
+    },
     openapi: {
       openapi: '3.1.0',
       info: {
@@ -16,6 +20,22 @@ async function docsPlugin(
         version: options.version,
         description: 'Production-grade Fastify starter that scales by environment flags (LEVEL=1..4).',
       },
+      // Relative: the document describes whichever host serves it (behind a proxy too).
+      servers: [{ url: '/', description: 'The server that serves this document' }],
+      components: {
+        securitySchemes: {
+          // OAuth2 password flow (as FastAPI's OAuth2PasswordBearer): /docs gets an Authorize button.
+          oauth2: {
+            type: 'oauth2',
+            description: 'Sign in with POST /api/auth/token; send the access token as Bearer',
+            flows: {
+              password: { tokenUrl: '/api/auth/token', refreshUrl: '/api/auth/token', scopes: {} },
+            },
+          },
+        },
+      },
+      // Routes that need no token say `security: []`.
+      security: [{ oauth2: [] }],
       tags: [
         { name: 'health', description: 'Liveness, readiness and per-process figures' },
         { name: 'items', description: 'The example resource, stored in PostgreSQL' },

@@ -15,7 +15,10 @@ interface ValidationIssue {
 /** Name the field a schema violation is about: `name`, `limit`, `items/0/name`. */
 export function fieldOf(issue: ValidationIssue): string {
   const base = (issue.instancePath ?? '').replace(/^\//, '');
-  const child = issue.params?.missingProperty ?? issue.params?.additionalProperty;
+  const child =
+    issue.params?.missingProperty ??
+    issue.params?.additionalProperty ??
+    (issue.keyword === 'discriminator' ? issue.params?.tag : undefined);
   if (typeof child === 'string') return base ? `${base}/${child}` : child;
   return base || '(root)';
 }
@@ -28,8 +31,8 @@ function messageOf(issue: ValidationIssue, typesAt: Map<string, string[]>): stri
     const types = typesAt.get(issue.instancePath ?? '');
     if (types) return `must be ${types.join(' or ')}`;
   }
-  if (issue.keyword === 'discriminator' && issue.params?.error === 'mapping')
-    return `must be one of the known values`;
+  if (issue.keyword === 'discriminator')
+    return issue.params?.error === 'mapping' ? 'is not a known value' : 'is required and must be a string';
   return issue.message ?? 'is invalid';
 }
 

@@ -48,5 +48,31 @@ export function problem(status: number, detail: string, extra: Partial<Problem> 
   };
 }
 
-/** Reference to the shared schema for route `response` maps, e.g. `{ 404: problemRef }`. */
+/** Reference to the shared schema. */
 export const problemRef = Type.Unsafe<Problem>({ $ref: 'Problem#' });
+
+/** An error response as the document shows it: problem+json, with what the status means here. */
+export function problemResponse(description: string) {
+  return { description, content: { 'application/problem+json': { schema: problemRef } } };
+}
+
+/** Route `response` entries for errors, e.g. `problemResponses({ 404: 'No such item' })`. */
+export function problemResponses<Codes extends number>(descriptions: Record<Codes, string>) {
+  const responses = {} as Record<Codes, ReturnType<typeof problemResponse>>;
+  for (const [code, description] of Object.entries(descriptions) as Array<[string, string]>)
+    responses[Number(code) as Codes] = problemResponse(description);
+  return responses;
+}
+
+/** Statuses every /api route can answer besides its own (validation, rate limit, overload). */
+export const COMMON_PROBLEMS = {
+  400: 'The request does not match the schema; `errors` names each field',
+  429: 'Rate limit exceeded; retry after the Retry-After seconds',
+  503: 'A dependency is unavailable or the server is overloaded; retry after Retry-After',
+} as const;
+
+/** Statuses of routes that take a body. */
+export const BODY_PROBLEMS = {
+  413: 'The body is larger than BODY_LIMIT',
+  415: 'The Content-Type is not one this route takes',
+} as const;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout } from 'node:timers/promises';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { problemRef } from '../plugins/problem.js';
+import { COMMON_PROBLEMS, problemResponses } from '../plugins/problem.js';
 
 export const MAX_HASH_ROUNDS = 1_000_000;
 
@@ -27,9 +27,16 @@ export const exampleRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['examples'],
-        summary: 'I/O-bound: wait N ms without blocking the event loop (slow upstream stand-in)',
+        operationId: 'sleepExample',
+        security: [],
+        summary: 'I/O-bound: wait N ms',
+        description:
+          'Waits without blocking the event loop, as a slow upstream would: concurrency, not CPUs, is the limit.',
         querystring: Type.Object({ ms: Type.Integer({ minimum: 0, maximum: MAX_SLEEP_MS, default: 100 }) }),
-        response: { 200: Type.Object({ sleptMs: Type.Integer() }), 400: problemRef },
+        response: {
+          200: Type.Object({ sleptMs: Type.Integer() }, { description: 'Slept' }),
+          ...problemResponses(COMMON_PROBLEMS),
+        },
       },
     },
     async (request) => {
@@ -43,13 +50,16 @@ export const exampleRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['examples'],
-        summary: 'CPU-bound: N chained SHA-256 rounds on the request thread',
+        operationId: 'hashExample',
+        security: [],
+        summary: 'CPU-bound: N chained SHA-256 rounds',
+        description: 'Runs on the request thread: more processes (LEVEL>=2) are what buys throughput here.',
         querystring: Type.Object({
           rounds: Type.Integer({ minimum: 1, maximum: MAX_HASH_ROUNDS, default: 1000 }),
         }),
         response: {
-          200: Type.Object({ rounds: Type.Integer(), digest: Type.String() }),
-          400: problemRef,
+          200: Type.Object({ rounds: Type.Integer(), digest: Type.String() }, { description: 'The digest' }),
+          ...problemResponses(COMMON_PROBLEMS),
         },
       },
     },

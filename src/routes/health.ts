@@ -41,20 +41,33 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ identity: ProcessIdentity
   app,
   { identity },
 ) => {
-  const live = {
-    schema: { tags: ['health'], summary: 'Liveness: no dependency checks', response: { 200: Live } },
-  };
+  const live = (operationId: string) => ({
+    schema: {
+      tags: ['health'],
+      operationId,
+      summary: 'Liveness: no dependency checks',
+      description: 'Answers while the event loop runs; for liveness probes (never restarts on a dependency).',
+      security: [],
+      response: { 200: { ...Live, description: 'Alive' } },
+    },
+  });
   const ok = async () => ({ status: 'ok' as const });
-  app.get('/health', live, ok);
-  app.get('/health/live', live, ok);
+  app.get('/health', live('health'), ok);
+  app.get('/health/live', live('healthLive'), ok);
 
   app.get(
     '/health/ready',
     {
       schema: {
         tags: ['health'],
-        summary: 'Readiness: every dependency reachable and not shutting down',
-        response: { 200: Ready, 503: Ready },
+        operationId: 'healthReady',
+        summary: 'Readiness: dependencies reachable, not shutting down',
+        description: 'Checks each dependency (PostgreSQL, Redis when used) within 2 s; for readiness probes.',
+        security: [],
+        response: {
+          200: { ...Ready, description: 'Ready to serve' },
+          503: { ...Ready, description: 'A dependency is down, or the process is shutting down' },
+        },
       },
     },
     async (_request, reply) => {
@@ -72,8 +85,11 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ identity: ProcessIdentity
     {
       schema: {
         tags: ['health'],
+        operationId: 'healthWorker',
         summary: 'Figures of the process that answered',
-        response: { 200: WorkerInfo },
+        description: 'Pid, worker slot, uptime, requests served, event loop and memory of this process.',
+        security: [],
+        response: { 200: { ...WorkerInfo, description: 'This process' } },
       },
     },
     async () => {

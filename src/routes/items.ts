@@ -1,21 +1,24 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from 'typebox';
+import { type Static, Type } from 'typebox';
 import { decodeCursor, encodeCursor, ItemRepository } from '../db/items.js';
 import { sendProblem } from '../plugins/errors.js';
-import { problem, problemRef } from '../plugins/problem.js';
+import { BODY_PROBLEMS, COMMON_PROBLEMS, problem, problemResponses } from '../plugins/problem.js';
 
 const Name = Type.String({ minLength: 1, maxLength: 200, description: '1-200 characters' });
 const Description = Type.Union([Type.String({ maxLength: 10_000 }), Type.Null()]);
-const Item = Type.Object(
+export const Item = Type.Object(
   {
-    id: Type.Integer(),
+    id: Type.Integer({ minimum: 1 }),
     name: Type.String(),
     description: Type.Union([Type.String(), Type.Null()]),
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' }),
   },
-  { $id: 'Item' },
+  { $id: 'Item', description: 'An item' },
 );
+/** The stored Item schema, by reference, with what this response means. */
+const itemResponse = (description: string) =>
+  Type.Unsafe<Static<typeof Item>>({ $ref: 'Item#', description });
 const ItemParams = Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) });
 const CreateItem = Type.Object(
   { name: Name, description: Type.Optional(Description) },
@@ -29,12 +32,17 @@ const ListQuery = Type.Object({
   limit: Type.Integer({ minimum: 1, maximum: 100, default: 20, description: 'Page size (1-100)' }),
   cursor: Type.Optional(Type.String({ maxLength: 200, description: 'nextCursor of the previous page' })),
 });
-const ItemPage = Type.Object({
-  items: Type.Array(Item),
-  nextCursor: Type.Union([Type.String(), Type.Null()]),
-});
+const ItemPage = Type.Object(
+  {
+    items: Type.Array(Type.Unsafe<Static<typeof Item>>({ $ref: 'Item#' })),
+    nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'null on the last page' }),
+  },
+  { description: 'One page of items, oldest first' },
+);
 
-const errors = { 400: problemRef, 404: problemRef, 503: problemRef };
+const NO_ITEM = 'No item with this id';
+const readErrors = problemResponses({ ...COMMON_PROBLEMS, 404: NO_ITEM });
+const writeErrors = problemResponses({ ...COMMON_PROBLEMS, ...BODY_PROBLEMS, 404: NO_ITEM });
 
 const cacheKey = (id: number) => `item:${id}`;
 
@@ -47,9 +55,14 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
     {
       schema: {
         tags: ['items'],
+        operationId: 'createItem',
         summary: 'Create an item',
+        description: 'Stores a new item; the Location header is its URL.',
         body: CreateItem,
-        response: { 201: Item, ...errors },
+        response: {
+          201: itemResponse('The created item'),
+          ...problemResponses({ ...COMMON_PROBLEMS, ...BODY_PROBLEMS }),
+        },
       },
     },
     async (request, reply) => {
@@ -63,9 +76,12 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
     {
       schema: {
         tags: ['items'],
-        summary: 'List items (cursor pagination)',
+        operationId: 'listItems',
+        security: [],
+        summary: 'List items',
+        description: 'Cursor pagination: pass nextCursor back as cursor until it is null.',
         querystring: ListQuery,
-        response: { 200: ItemPage, ...errors },
+        response: { 200: ItemPage, ...problemResponses(COMMON_PROBLEMS) },
       },
     },
     async (request, reply) => {
@@ -91,9 +107,12 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
     {
       schema: {
         tags: ['items'],
+        operationId: 'getItem',
+        security: [],
         summary: 'Get an item',
+        description: 'Served from the shared cache when warm (Redis when distributed).',
         params: ItemParams,
-        response: { 200: Item, ...errors },
+        response: { 200: itemResponse('The item'), ...readErrors },
       },
     },
     async (request, reply) => {
@@ -110,10 +129,12 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
     {
       schema: {
         tags: ['items'],
+        operationId: 'updateItem',
         summary: 'Update an item',
+        description: 'Changes the fields sent (at least one); description null clears it.',
         params: ItemParams,
         body: PatchItem,
-        response: { 200: Item, ...errors },
+        response: { 200: itemResponse('The updated item'), ...writeErrors },
       },
     },
     async (request, reply) => {
@@ -128,9 +149,11 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
     {
       schema: {
         tags: ['items'],
+        operationId: 'deleteItem',
         summary: 'Delete an item',
+        description: 'Removes the item and its cache entry.',
         params: ItemParams,
-        response: { 204: Type.Null(), ...errors },
+        response: { 204: Type.Null({ description: 'Deleted' }), ...readErrors },
       },
     },
     async (request, reply) => {

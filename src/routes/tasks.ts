@@ -1,35 +1,53 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Type } from 'typebox';
+import { type Static, Type } from 'typebox';
 import { sendProblem } from '../plugins/errors.js';
-import { problem, problemRef } from '../plugins/problem.js';
+import { BODY_PROBLEMS, COMMON_PROBLEMS, problem, problemResponses } from '../plugins/problem.js';
 import { TASKS, tasksByName } from '../tasks/definitions/index.js';
 import { parseTaskId } from '../tasks/queues.js';
-import { payloadErrors } from '../tasks/registry.js';
 import type { TaskService } from '../tasks/service.js';
 
-const TaskName = Type.String({
-  maxLength: 100,
-  description: `One of: ${TASKS.map((task) => task.name).join(', ')}`,
-});
 const TaskId = Type.String({
   maxLength: 120,
-  description: 'Id returned by POST /api/tasks/{name}, e.g. default.42',
+  description: 'Id returned by POST /api/tasks, e.g. default.42',
 });
-const EnqueueBody = Type.Object(
-  {
-    payload: Type.Record(Type.String(), Type.Unknown(), {
-      description: "The task's payload (see each task's schema)",
+const Options = {
+  delayMs: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: 365 * 24 * 3600 * 1000,
+      description: 'Run no sooner than this (ms)',
     }),
-    delayMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 365 * 24 * 3600 * 1000 })),
-    priority: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 2_097_152, description: '1 is the highest' }),
-    ),
-    idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-  },
-  { additionalProperties: false },
+  ),
+  priority: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_097_152, description: '1 is the highest' })),
+  idempotencyKey: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 200,
+      description: 'Enqueue once per key: a repeat answers the first id (409 if it has finished)',
+    }),
+  ),
+};
+/**
+ * One request schema per task, chosen by `name` (a discriminator): the document shows each task's
+ * payload, and the generated client types it. Named after the task, so the discriminator's implicit
+ * mapping (value = schema name) holds. Registered as shared schemas by app.ts.
+ */
+export const enqueueSchemas = TASKS.map((task) =>
+  Type.Object(
+    { name: Type.Literal(task.name), payload: task.payload, ...Options },
+    { $id: task.name, additionalProperties: false, title: task.name, description: task.description },
+  ),
 );
-const Accepted = Type.Object({ id: Type.String() });
+type EnqueueRequest = Static<(typeof enqueueSchemas)[number]>;
+const EnqueueBody = Type.Unsafe<EnqueueRequest>({
+  type: 'object',
+  oneOf: TASKS.map((task) => ({ $ref: `${task.name}#` })),
+  discriminator: { propertyName: 'name' },
+  description: `A task by name (${TASKS.map((task) => task.name).join(', ')}) and its payload`,
+});
+const knownNames = TASKS.map((task) => task.name).join(', ');
+const Accepted = Type.Object({ id: Type.String({ description: 'Task id, e.g. cpu.17' }) });
 const Status = Type.Object({
   id: Type.String(),
   name: Type.String(),
@@ -51,7 +69,12 @@ const Status = Type.Object({
     finishedAt: Type.Union([Type.String(), Type.Null()]),
   }),
 });
-const errors = { 400: problemRef, 404: problemRef, 409: problemRef, 413: problemRef, 503: problemRef };
+const DISABLED = 'Background tasks are disabled on this deployment';
+const readErrors = problemResponses({
+  ...COMMON_PROBLEMS,
+  400: 'The id is not a task id (<queue>.<job id>)',
+  404: `No such task (or it expired), or: ${DISABLED}`,
+});
 
 /**
  * The task API. With ENABLE_BACKGROUND_TASKS off the routes still exist (and stay in the OpenAPI
@@ -63,10 +86,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
     void sendProblem(
       reply,
       request,
-      problem(
-        404,
-        'Background tasks are disabled on this deployment (set ENABLE_BACKGROUND_TASKS=true or LEVEL=4)',
-      ),
+      problem(404, `${DISABLED} (set ENABLE_BACKGROUND_TASKS=true or LEVEL=4)`),
     );
     return undefined;
   };
@@ -79,34 +99,47 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }),
     );
 
+  // Name the known tasks before the schema does (its discriminator only says "unknown").
+  const unknownTask = async (request: FastifyRequest, reply: FastifyReply) => {
+    const name = (request.body as { name?: unknown } | undefined)?.name;
+    if (typeof name !== 'string' || tasksByName.has(name)) return;
+    return sendProblem(
+      reply,
+      request,
+      problem(400, `Unknown task "${name}"; known tasks: ${knownNames}`, {
+        errors: [{ field: 'name', message: `must be one of: ${knownNames}`, in: 'body' }],
+      }),
+    );
+  };
+
   app.post(
-    '/api/tasks/:name',
+    '/api/tasks',
     {
+      preValidation: unknownTask,
       schema: {
         tags: ['tasks'],
-        summary: 'Enqueue a background task; poll the Location for its status',
-        params: Type.Object({ name: TaskName }),
+        operationId: 'enqueueTask',
+        summary: 'Enqueue a background task',
+        description:
+          "Queues the named task with its payload (validated against that task's schema) and answers " +
+          'at once with its id; poll the Location (GET /api/tasks/{id}) for progress and result.',
         body: EnqueueBody,
-        response: { 202: Accepted, ...errors },
+        response: {
+          202: { ...Accepted, description: 'Queued; the Location header is the status URL' },
+          ...problemResponses({
+            ...COMMON_PROBLEMS,
+            ...BODY_PROBLEMS,
+            404: DISABLED,
+            409: 'The idempotency key belongs to a task that has finished',
+          }),
+        },
       },
     },
     async (request, reply) => {
       const tasks = service(request, reply);
       if (!tasks) return reply;
-      const definition = tasksByName.get(request.params.name);
-      if (!definition)
-        return sendProblem(reply, request, problem(404, `Unknown task "${request.params.name}"`));
-      const fieldErrors = payloadErrors(definition, request.body.payload);
-      if (fieldErrors.length > 0) {
-        const summary = fieldErrors.map((error) => `${error.field} ${error.message}`).join('; ');
-        return sendProblem(
-          reply,
-          request,
-          problem(400, `Invalid payload for ${definition.name}: ${summary}`, { errors: fieldErrors }),
-        );
-      }
-      const { payload, delayMs, priority, idempotencyKey } = request.body;
-      const id = await tasks.enqueue(definition.name, payload, { delayMs, priority, idempotencyKey });
+      const { name, payload, delayMs, priority, idempotencyKey } = request.body;
+      const id = await tasks.enqueue(name, payload, { delayMs, priority, idempotencyKey });
       return reply.code(202).header('location', `/api/tasks/${id}`).send({ id });
     },
   );
@@ -116,9 +149,12 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['tasks'],
+        operationId: 'getTask',
+        security: [],
         summary: 'Status, progress, result or error of a task',
+        description: 'The state of a task enqueued through POST /api/tasks, until its retention expires.',
         params: Type.Object({ id: TaskId }),
-        response: { 200: Status, ...errors },
+        response: { 200: { ...Status, description: 'The task' }, ...readErrors },
       },
     },
     async (request, reply) => {
@@ -138,9 +174,16 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['tasks'],
-        summary: 'Cancel a task: removed if waiting or delayed, aborted if running',
+        operationId: 'cancelTask',
+        summary: 'Cancel a task',
+        description:
+          'A waiting or delayed task is removed; a running one is aborted (its handler sees the signal).',
         params: Type.Object({ id: TaskId }),
-        response: { 202: Accepted, ...errors },
+        response: {
+          202: { ...Accepted, description: 'Cancellation accepted' },
+          ...readErrors,
+          ...problemResponses({ 409: 'The task has already finished' }),
+        },
       },
     },
     async (request, reply) => {

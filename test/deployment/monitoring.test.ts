@@ -277,10 +277,10 @@ describe.skipIf(!hasPrometheus)(
       const { id } = (await created.json()) as { id: number };
       for (let index = 0; index < 3; index += 1) await fetch(`${server.baseUrl}/api/items/${id}`);
       for (let index = 0; index < 5; index += 1) {
-        const response = await fetch(`${server.baseUrl}/api/tasks/system.noop`, {
+        const response = await fetch(`${server.baseUrl}/api/tasks`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ payload: {} }),
+          body: JSON.stringify({ name: 'system.noop', payload: {} }),
         });
         expect(response.status).toBe(202);
       }

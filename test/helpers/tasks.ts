@@ -70,7 +70,7 @@ export async function waitForState(
 }
 
 export async function enqueue(app: FastifyInstance, name: string, body: object): Promise<string> {
-  const response = await app.inject({ method: 'POST', url: `/api/tasks/${name}`, payload: body });
+  const response = await app.inject({ method: 'POST', url: '/api/tasks', payload: { name, ...body } });
   if (response.statusCode !== 202)
     throw new Error(`enqueue ${name}: ${response.statusCode} ${response.body}`);
   return (response.json() as { id: string }).id;
