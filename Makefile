@@ -19,7 +19,7 @@ ifeq ($(NODE_LOCAL),yes)
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 endif
 
-.PHONY: help node install build run worker dev test lint typecheck format migrate clean reload scale-up scale-down status bench bench-tasks bench-tracing load-test performance-report k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down image compose-test monitoring-check
+.PHONY: help node install build run worker dev test lint typecheck format migrate user client clean reload scale-up scale-down status bench bench-tasks bench-tracing load-test performance-report k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down image compose-test monitoring-check
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,6 +63,13 @@ format: install ## Apply Biome formatting and safe fixes
 
 migrate: node dist/main.js ## Apply pending SQL migrations over MIGRATIONS_DATABASE_URL (else DATABASE_URL; embedded PostgreSQL when unset)
 	node dist/migrate.js
+
+user: node dist/main.js ## Create a user who can sign in: make user EMAIL=you@example.com (asks for the password)
+	@test -n "$(EMAIL)" || { echo 'usage: make user EMAIL=you@example.com' >&2; exit 2; }
+	node dist/create-user.js "$(EMAIL)"
+
+client: node install ## Regenerate the OpenAPI document and the typed client in clients/typescript
+	npm run client:generate
 
 reload: ## LEVEL>=3: zero-downtime rolling reload of a server started by `make run` (SIGHUP)
 	kill -HUP $$(cat $(PID_FILE))

@@ -75,7 +75,8 @@ export const options = {
   discardResponseBodies: false,
 };
 
-const json = { headers: { 'content-type': 'application/json' } };
+// run.ts signs in (through the generated client) and passes the access token: writes need it.
+const json = { headers: { 'content-type': 'application/json', authorization: __ENV.AUTHORIZATION || '' } };
 
 export function setup() {
   const response = http.post(`${base}/api/items`, JSON.stringify({ name: 'load test seed' }), json);

@@ -11,6 +11,7 @@
  * Without --url the service is `node dist/main.js` with the caller's environment (embedded PostgreSQL
  * unless DATABASE_URL is set), LOG_LEVEL=warn and load shedding off unless set, on a free port.
  */
+
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { type ApiClient, type paths, signIn } from '../clients/typescript/index.js';
 import {
   DEFAULT_RESULTS_DIR,
   LOADTEST_DIR,
@@ -111,6 +113,32 @@ async function waitReady(url: string, child: ChildProcess | undefined, timeoutMs
   throw new Error(`${url} not ready after ${timeoutMs} ms`);
 }
 
+/**
+ * Who the load test signs in as: FIRST_USER_EMAIL/FIRST_USER_PASSWORD from the environment (an
+ * existing account with --url), else a user the started service creates when missing. That default
+ * password is fixed (reruns on the same database sign in again) and only fit for a local service.
+ */
+const credentials = {
+  email: process.env.FIRST_USER_EMAIL || 'loadtest@example.com',
+  password: process.env.FIRST_USER_PASSWORD || 'loadtest-local-only-password',
+};
+type TaskRequest = paths['/api/tasks']['post']['requestBody']['content']['application/json'];
+
+/** Signed in through the generated client before the load; every write sends its token. */
+let api: ApiClient;
+let authorization = '';
+
+async function signInForLoad(base: string): Promise<void> {
+  const signedIn = await signIn(base, credentials.email, credentials.password);
+  api = signedIn.api;
+  authorization = `Bearer ${signedIn.tokens.access_token}`;
+}
+
+/** Headers of a route's request: JSON and the token when it sends a body (the write routes). */
+function headersOf(route: { body?: unknown }): Record<string, string> {
+  return route.body === undefined ? {} : { 'content-type': 'application/json', authorization };
+}
+
 async function startService(port: number): Promise<ChildProcess> {
   const child = spawn(process.execPath, [join(ROOT, 'dist/main.js')], {
     cwd: ROOT,
@@ -121,6 +149,10 @@ async function startService(port: number): Promise<ChildProcess> {
       HOST: process.env.HOST ?? '127.0.0.1',
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
       LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: process.env.LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS ?? '0',
+      FIRST_USER_EMAIL: credentials.email,
+      FIRST_USER_PASSWORD: credentials.password,
+      // One sign-in per run; a rerun within the window must not be locked out.
+      LOGIN_RATE_LIMIT_MAX: process.env.LOGIN_RATE_LIMIT_MAX ?? '1000',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -140,13 +172,10 @@ async function stopService(child: ChildProcess): Promise<void> {
 
 /** A seed item so GET /api/items/{itemId} has something to read. */
 async function seedItem(base: string): Promise<number> {
-  const response = await fetch(`${base}/api/items`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'load test seed' }),
-  });
-  if (!response.ok) throw new Error(`seeding an item failed: ${response.status}`);
-  return ((await response.json()) as { id: number }).id;
+  await signInForLoad(base);
+  const { data, response } = await api.POST('/api/items', { body: { name: 'load test seed' } });
+  if (!data) throw new Error(`seeding an item failed: ${response.status}`);
+  return data.id;
 }
 
 /** A few sequential requests per route (routes in parallel), not counted, so the first seconds are not cold. */
@@ -158,7 +187,7 @@ async function warmUp(base: string, itemId: number): Promise<void> {
         for (let i = 0; i < (file.defaults.warmupRequests ?? 0); i += 1) {
           const response = await fetch(`${base}${route.path.replace('{itemId}', String(itemId))}`, {
             method: route.method,
-            headers: route.body === undefined ? {} : { 'content-type': 'application/json' },
+            headers: headersOf(route),
             body: route.body === undefined ? undefined : JSON.stringify(route.body),
           });
           await response.arrayBuffer();
@@ -219,7 +248,7 @@ function runRoute(base: string, recorder: Recorder, itemId: number): Promise<voi
       {
         url: `${base}${route.path.replace('{itemId}', String(itemId))}`,
         method: route.method,
-        headers: route.body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: headersOf(route),
         body: route.body === undefined ? undefined : JSON.stringify(route.body),
         connections,
         overallRate: routeRate,
@@ -244,8 +273,8 @@ function runRoute(base: string, recorder: Recorder, itemId: number): Promise<voi
   });
 }
 
-/** Task flows at a fixed arrival rate: enqueue, poll until completed; latency is end to end. */
-async function runTaskFlow(base: string, recorder: Recorder): Promise<void> {
+/** Task flows at a fixed arrival rate through the generated client: enqueue, poll until completed; latency is end to end. */
+async function runTaskFlow(recorder: Recorder): Promise<void> {
   const { route } = recorder;
   const interval = 1000 / Math.max(recorder.targetRate, 0.1);
   const timeoutMs = route.timeoutMs ?? 30_000;
@@ -254,17 +283,14 @@ async function runTaskFlow(base: string, recorder: Recorder): Promise<void> {
     const started = performance.now();
     let ok = false;
     try {
-      const enqueued = await fetch(`${base}${route.path}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(route.body ?? {}),
-      });
-      if (enqueued.status === 202) {
-        const { id } = (await enqueued.json()) as { id: string };
+      // Through the generated client: the scenario's body is a task request of the document.
+      const { data: enqueued } = await api.POST('/api/tasks', { body: route.body as TaskRequest });
+      if (enqueued) {
+        const { id } = enqueued;
         while (performance.now() - started < timeoutMs) {
           await sleep(route.pollIntervalMs ?? 100);
-          const status = await fetch(`${base}${(route.pollPath ?? '/api/tasks/{id}').replace('{id}', id)}`);
-          const { state } = (await status.json()) as { state?: string };
+          const { data: status } = await api.GET('/api/tasks/{id}', { params: { path: { id } } });
+          const state = status?.state;
           if (state === 'completed') ok = true;
           if (state === 'completed' || state === 'failed' || state === 'cancelled') break;
         }
@@ -297,7 +323,7 @@ async function runAutocannon(base: string): Promise<{ recorders: Recorder[]; ela
   try {
     await Promise.all(
       recorders.map((recorder) =>
-        recorder.route.flow === 'task' ? runTaskFlow(base, recorder) : runRoute(base, recorder, itemId),
+        recorder.route.flow === 'task' ? runTaskFlow(recorder) : runRoute(base, recorder, itemId),
       ),
     );
   } finally {
@@ -325,6 +351,8 @@ async function runK6(base: string): Promise<{ routes: RouteFigures[]; total: Rou
       `--summary-export=${summaryFile}`,
       '-e',
       `BASE_URL=${base}`,
+      '-e',
+      `AUTHORIZATION=${authorization}`,
       '-e',
       `LEVEL=${level}`,
       '-e',

@@ -15,11 +15,13 @@ import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { buildApp } from '../src/app.js';
+import { migrateUp } from '../src/db/migrate.js';
 import { createProducerConnection } from '../src/redis/connection.js';
 import { loadSettings } from '../src/settings.js';
 import { systemNoop } from '../src/tasks/definitions/noop.js';
 import { jobOptionsFor, retentionOf, TaskService } from '../src/tasks/service.js';
 import { median, repeatsFromEnv, runRotated } from './repeat.js';
+import { createScratchDatabase } from './scratch-database.js';
 
 const root = resolve(import.meta.dirname, '..');
 const jobs = Number(process.env.BENCH_JOBS ?? 20_000);
@@ -27,19 +29,36 @@ const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 50);
 const repeats = repeatsFromEnv(5);
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+const serverUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+let databaseUrl = serverUrl;
+
+/** A migrated database of this run's own (the enqueue route signs in: it needs the users table). */
+async function createBenchDatabase(): Promise<() => Promise<void>> {
+  const database = await createScratchDatabase(serverUrl, 'bench');
+  databaseUrl = database.url;
+  await migrateUp(databaseUrl, pino({ level: 'warn' }));
+  return database.drop;
+}
+
+const BENCH_USER = { email: 'bench@example.com', password: randomBytes(12).toString('hex') };
+
 function settingsFor(prefix: string) {
   return loadSettings(
     {
       NODE_ENV: 'production',
       LOG_LEVEL: 'warn',
-      DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+      DATABASE_URL: databaseUrl,
       REDIS_URL: redisUrl,
       QUEUE_PREFIX: prefix,
       ENABLE_BACKGROUND_TASKS: 'true',
       TASK_CONCURRENCY: String(concurrency),
       TASK_WORKER_HEALTH_PORT: '0',
+      // The enqueue endpoint is protected: this run signs in as a user it creates for itself.
+      AUTH_SECRET: randomBytes(32).toString('hex'),
+      FIRST_USER_EMAIL: BENCH_USER.email,
+      FIRST_USER_PASSWORD: BENCH_USER.password,
     },
-    { envFile: null },
+    { envFile: null, signsTokens: true },
   );
 }
 
@@ -152,11 +171,22 @@ async function enqueueEndpoint(): Promise<number> {
   const prefix = `bench-http-${randomBytes(3).toString('hex')}`;
   const app = await buildApp(settingsFor(prefix), { logger: pino({ level: 'warn' }) });
   const count = Math.min(jobs, 5000);
+  const token = await app.inject({
+    method: 'POST',
+    url: '/api/auth/token',
+    payload: { grant_type: 'password', username: BENCH_USER.email, password: BENCH_USER.password },
+  });
+  const headers = { authorization: `Bearer ${token.json().access_token}` };
   const started = performance.now();
   for (let index = 0; index < count; index += 100) {
     await Promise.all(
       Array.from({ length: 100 }, () =>
-        app.inject({ method: 'POST', url: '/api/tasks', payload: { name: 'system.noop', payload: {} } }),
+        app.inject({
+          method: 'POST',
+          url: '/api/tasks',
+          headers,
+          payload: { name: 'system.noop', payload: {} },
+        }),
       ),
     );
   }
@@ -221,7 +251,8 @@ const raw = median(rawRuns);
 const rawWithSignal = median(signalRuns);
 const ours = median(ourRuns);
 const runs = (values: number[]) => values.map((value) => value.toFixed(0)).join(', ');
-const endpoint = await enqueueEndpoint();
+const dropBenchDatabase = await createBenchDatabase();
+const endpoint = await enqueueEndpoint().finally(dropBenchDatabase);
 const latency = await startLatency();
 console.log(
   `${jobs} no-op jobs, concurrency ${concurrency}, ${repeats} repeats (median), Redis ${redisUrl}\n`,

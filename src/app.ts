@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import authPlugin from './auth/plugin.js';
 import affinityPlugin from './plugins/affinity.js';
 import { useStrictJsonParser } from './plugins/body.js';
 import dbPlugin from './plugins/db.js';
@@ -16,6 +17,7 @@ import securityPlugin from './plugins/security.js';
 import sharedStatePlugin from './plugins/shared-state.js';
 import tasksPlugin from './plugins/tasks.js';
 import { buildValidator } from './plugins/validation.js';
+import { authRoutes } from './routes/auth.js';
 import { exampleRoutes } from './routes/examples.js';
 import { healthRoutes, type ProcessIdentity } from './routes/health.js';
 import { Item, itemRoutes } from './routes/items.js';
@@ -77,12 +79,16 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   await app.register(dbPlugin, settings);
   await app.register(tasksPlugin, settings);
   await app.register(sharedStatePlugin, settings);
+  await app.register(authPlugin, settings);
   if (settings.SESSION_AFFINITY) await app.register(affinityPlugin);
 
   await app.register(healthRoutes, { identity: options.identity ?? { workerId: 0, generation: 0 } });
   await app.register(itemRoutes, { cacheTtl: settings.CACHE_TTL });
   await app.register(exampleRoutes);
   await app.register(taskRoutes);
+  await app.register(authRoutes, {
+    loginLimit: { max: settings.LOGIN_RATE_LIMIT_MAX, windowMs: settings.LOGIN_RATE_LIMIT_WINDOW * 1000 },
+  });
   // bull-board, BullMQ and ioredis load only where the dashboard is on.
   if (settings.ENABLE_BACKGROUND_TASKS && settings.BULL_BOARD_USER)
     await app.register((await import('./plugins/dashboard.js')).dashboardPlugin, settings);

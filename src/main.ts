@@ -21,7 +21,7 @@ if (supervisedWorker) reportMetricsToPrimary('http');
 const { loadSettingsOrExit } = await import('./runtime/startup.js');
 const { createLogger } = await import('./logger.js');
 const { reportTracing, startTracing } = await import('./telemetry/tracing.js');
-const settings = loadSettingsOrExit();
+const settings = loadSettingsOrExit({ signsTokens: true });
 // Tracing starts in the processes that run the app (never in the primary), before the app loads.
 const runsApp = supervisedWorker || settings.LEVEL === 1;
 const tracing = runsApp

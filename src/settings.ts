@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { parseEnv } from 'node:util';
 import envSchema from 'env-schema';
 import { type Static, Type } from 'typebox';
+import { checkAuthSettings } from './auth/settings-check.js';
 import { redisConfigured } from './redis/target.js';
 import { describeExpected, formatSettingsErrors, type SettingProblem } from './settings-errors.js';
 import { checkRedisSettings } from './settings-redis.js';
@@ -376,6 +377,46 @@ export const settingsSchema = Type.Object({
     minimum: 1,
     default: 30000,
     description: 'Longest time one batch export may take, retries included, before it is abandoned (ms)',
+  AUTH_SECRET: Type.String({
+    default: '',
+    description:
+      'Key that signs access and refresh tokens (32+ characters; required in production; empty = a fixed development key)',
+  }),
+  AUTH_PREVIOUS_SECRET: Type.String({
+    default: '',
+    description:
+      'Key rotation: tokens signed with this older key are still accepted; new ones use AUTH_SECRET',
+  }),
+  AUTH_ACCESS_TOKEN_TTL: Type.Integer({
+    minimum: 1,
+    maximum: 86400,
+    default: 900,
+    description: 'Lifetime of an access token (s)',
+  }),
+  AUTH_REFRESH_TOKEN_TTL: Type.Integer({
+    minimum: 60,
+    default: 1209600,
+    description: 'Lifetime of a sign-in session and its refresh token (s); each refresh rotates the token',
+  }),
+  FIRST_USER_EMAIL: Type.String({
+    default: '',
+    description: 'Created at start when missing (idempotent across workers and replicas); empty = none',
+  }),
+  FIRST_USER_PASSWORD: Type.String({
+    default: '',
+    description:
+      'Password of FIRST_USER_EMAIL when it is created (12+ characters in production); never updated',
+  }),
+  LOGIN_RATE_LIMIT_MAX: Type.Integer({
+    minimum: 0,
+    default: 10,
+    description:
+      'Sign-in attempts per account and per client address per LOGIN_RATE_LIMIT_WINDOW (0 = no limit)',
+  }),
+  LOGIN_RATE_LIMIT_WINDOW: Type.Number({
+    exclusiveMinimum: 0,
+    default: 300,
+    description: 'Window of the sign-in rate limit (s)',
   }),
 });
 
@@ -404,6 +445,9 @@ export const secretSettings: ReadonlySet<string> = new Set([
   'REDIS_SENTINEL_PASSWORD',
   'BULL_BOARD_PASSWORD',
   'OTEL_EXPORTER_OTLP_HEADERS',
+  'AUTH_SECRET',
+  'AUTH_PREVIOUS_SECRET',
+  'FIRST_USER_PASSWORD',
 ]);
 
 export class SettingsError extends Error {
@@ -416,6 +460,8 @@ export class SettingsError extends Error {
 export interface LoadOptions {
   /** Path of a dotenv file to read if present; null to read none. */
   envFile?: string | null;
+  /** The process signs sign-in tokens (the HTTP server): production then requires a strong AUTH_SECRET. */
+  signsTokens?: boolean;
 }
 
 function readEnvFile(path: string | null): Record<string, string> {
@@ -446,7 +492,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, options: Load
     const ajvErrors = (error as { errors?: AjvError[] }).errors ?? [];
     throw new SettingsError(problemsFromAjv(ajvErrors, data));
   }
-  const problems = checkSemantics(settings);
+  const problems = checkSemantics(settings, options.signsTokens ?? false);
   if (problems.length > 0) throw new SettingsError(problems);
   if (settings.WORKERS === 0) settings.WORKERS = availableParallelism();
   return settings;
@@ -476,7 +522,7 @@ function problemsFromAjv(errors: AjvError[], data: Record<string, string>): Sett
   return problems;
 }
 
-function checkSemantics(settings: Settings): SettingProblem[] {
+function checkSemantics(settings: Settings, signsTokens: boolean): SettingProblem[] {
   const problems: SettingProblem[] = [];
   if (settings.LISTEN_REUSE_PORT && !REUSE_PORT_PLATFORMS.has(process.platform)) {
     problems.push({
@@ -529,6 +575,7 @@ function checkSemantics(settings: Settings): SettingProblem[] {
   }
   problems.push(...checkBackgroundTasks(settings, production));
   problems.push(...checkTracing(settings));
+  problems.push(...checkAuthSettings(settings, production, signsTokens));
   if (settings.MAX_REQUESTS === 0 && settings.MAX_REQUESTS_JITTER > 0) {
     problems.push({
       name: 'MAX_REQUESTS_JITTER',

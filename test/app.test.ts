@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp } from './helpers/app.js';
+import { authHeaders, buildTestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
 let database: TestDatabase;
@@ -110,7 +110,7 @@ describe('bad input gets one problem+json shape and never a 500', () => {
     const response = await app.inject({
       method: 'POST',
       url: '/api/items',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...(await authHeaders(app)), 'content-type': 'application/json' },
       payload: '{"name": ',
     });
     expect(expectProblem(response, 400).detail).toMatch(/Malformed JSON/);
@@ -120,20 +120,33 @@ describe('bad input gets one problem+json shape and never a 500', () => {
     const response = await app.inject({
       method: 'POST',
       url: '/api/items',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...(await authHeaders(app)), 'content-type': 'application/json' },
       payload: JSON.stringify({ name: 'x', description: 'y'.repeat(2000) }),
     });
     expectProblem(response, 413);
   });
 
   it('schema violation → 400 naming the field', async () => {
-    const response = await app.inject({ method: 'POST', url: '/api/items', payload: { name: '' } });
+    const response = await app.inject({
+      method: 'POST',
+      headers: await authHeaders(app),
+      url: '/api/items',
+      payload: { name: '' },
+    });
     const body = expectProblem(response, 400);
     expect(body.errors).toEqual([expect.objectContaining({ field: 'name', in: 'body' })]);
-    const missing = expectProblem(await app.inject({ method: 'POST', url: '/api/items', payload: {} }), 400);
+    const missing = expectProblem(
+      await app.inject({ method: 'POST', headers: await authHeaders(app), url: '/api/items', payload: {} }),
+      400,
+    );
     expect(missing.errors).toEqual([expect.objectContaining({ field: 'name' })]);
     const extra = expectProblem(
-      await app.inject({ method: 'POST', url: '/api/items', payload: { name: 'a', colour: 'red' } }),
+      await app.inject({
+        method: 'POST',
+        headers: await authHeaders(app),
+        url: '/api/items',
+        payload: { name: 'a', colour: 'red' },
+      }),
       400,
     );
     expect(extra.errors).toEqual([expect.objectContaining({ field: 'colour', message: 'is not allowed' })]);
@@ -143,7 +156,7 @@ describe('bad input gets one problem+json shape and never a 500', () => {
     const response = await app.inject({
       method: 'POST',
       url: '/api/items',
-      headers: { 'content-type': 'text/csv' },
+      headers: { ...(await authHeaders(app)), 'content-type': 'text/csv' },
       payload: 'name\nx',
     });
     expectProblem(response, 415);

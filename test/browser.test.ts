@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { freePort, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
 import { dropPrefix, taskEnv, uniquePrefix } from './helpers/tasks.js';
+import { signInOverHttp } from './helpers/user.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const USER = 'ops';
@@ -59,7 +60,7 @@ describe('bull-board dashboard in a real browser', () => {
   it('shows the queues and a job to an authenticated user', async () => {
     const enqueued = await fetch(`${server.baseUrl}/api/tasks`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...(await signInOverHttp(server.baseUrl)) },
       body: JSON.stringify({ name: 'report.generate', payload: { rounds: 10 }, delayMs: 600_000 }),
     });
     expect(enqueued.status).toBe(202);

@@ -1,12 +1,17 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { useTestApp } from './helpers/app.js';
+import { authHeaders, useTestApp } from './helpers/app.js';
 
 // The strict request contract (src/plugins/validation.ts, body.ts): every case of issue 13 and a few more.
 const testApp = useTestApp();
 
-const rawPost = (url: string, body: string, contentType = 'application/json') =>
-  testApp.app.inject({ method: 'POST', url, payload: body, headers: { 'content-type': contentType } });
+const rawPost = async (url: string, body: string, contentType = 'application/json') =>
+  testApp.app.inject({
+    method: 'POST',
+    url,
+    payload: body,
+    headers: { ...(await authHeaders(testApp.app)), 'content-type': contentType },
+  });
 
 function problemOf(response: LightMyRequestResponse, status: number) {
   expect(response.statusCode, response.body).toBe(status);
@@ -41,6 +46,7 @@ describe('bodies are validated strictly, never coerced', () => {
     const withText = (await rawPost('/api/items', '{"name":"n","description":"text"}')).json();
     const cleared = await testApp.app.inject({
       method: 'PATCH',
+      headers: await authHeaders(testApp.app),
       url: `/api/items/${withText.id}`,
       payload: { description: null },
     });
@@ -50,7 +56,14 @@ describe('bodies are validated strictly, never coerced', () => {
   });
 
   it('says in words that a body is required, and which field is missing', async () => {
-    const none = problemOf(await testApp.app.inject({ method: 'POST', url: '/api/items' }), 400);
+    const none = problemOf(
+      await testApp.app.inject({
+        method: 'POST',
+        url: '/api/items',
+        headers: await authHeaders(testApp.app),
+      }),
+      400,
+    );
     expect(none.detail).toBe('A JSON object body is required (Content-Type: application/json)');
     expect(problemOf(await rawPost('/api/items', ''), 400).detail).toMatch(/body is required/);
     expect(problemOf(await rawPost('/api/items', '[]'), 400).detail).toMatch(/body is required/);

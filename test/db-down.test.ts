@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp } from './helpers/app.js';
+import { authHeaders, buildTestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
 
@@ -26,7 +26,14 @@ afterAll(async () => {
 describe('database down and back', () => {
   it('answers 503 problem+json with Retry-After, reports readiness, keeps serving, and recovers', async () => {
     expect(
-      (await app.inject({ method: 'POST', url: '/api/items', payload: { name: 'before' } })).statusCode,
+      (
+        await app.inject({
+          method: 'POST',
+          headers: await authHeaders(app),
+          url: '/api/items',
+          payload: { name: 'before' },
+        })
+      ).statusCode,
     ).toBe(201);
 
     await proxy.cut();
@@ -38,7 +45,14 @@ describe('database down and back', () => {
     expect(down.headers['retry-after']).toBeDefined();
     expect(down.json().detail).toMatch(/database is unavailable/);
     expect(
-      (await app.inject({ method: 'POST', url: '/api/items', payload: { name: 'lost?' } })).statusCode,
+      (
+        await app.inject({
+          method: 'POST',
+          headers: await authHeaders(app),
+          url: '/api/items',
+          payload: { name: 'lost?' },
+        })
+      ).statusCode,
     ).toBe(503);
 
     const ready = await app.inject('/health/ready');

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp } from './helpers/app.js';
+import { authHeaders, buildTestApp } from './helpers/app.js';
 import { answeringPids, startCluster } from './helpers/cluster.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { sampleSum } from './helpers/metrics.js';
 import type { ServerProcess } from './helpers/process.js';
 import { dropPrefix, REDIS_URL, uniquePrefix } from './helpers/tasks.js';
+import { signInOverHttp } from './helpers/user.js';
 
 let database: TestDatabase;
 const servers: ServerProcess[] = [];
@@ -69,9 +70,10 @@ describe('distributed mode at LEVEL=2 (2 workers, Redis)', () => {
 
   it('an update through one worker is never served stale by the other after invalidation', async () => {
     const server = await distributedCluster({});
+    const auth = await signInOverHttp(server.baseUrl);
     const created = await fetch(`${server.baseUrl}/api/items`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', connection: 'close' },
+      headers: { 'content-type': 'application/json', connection: 'close', ...auth },
       body: JSON.stringify({ name: 'before' }),
     });
     const { id } = (await created.json()) as { id: number };
@@ -85,7 +87,7 @@ describe('distributed mode at LEVEL=2 (2 workers, Redis)', () => {
     expect(await sample(server, 'cache_lookups_total', { result: 'hit' })).toBe(5);
     const patched = await fetch(`${server.baseUrl}/api/items/${id}`, {
       method: 'PATCH',
-      headers: { 'content-type': 'application/json', connection: 'close' },
+      headers: { 'content-type': 'application/json', connection: 'close', ...auth },
       body: JSON.stringify({ name: 'after' }),
     });
     expect(patched.status).toBe(200);
@@ -93,7 +95,10 @@ describe('distributed mode at LEVEL=2 (2 workers, Redis)', () => {
     for (let index = 0; index < 10; index += 1)
       names.add(((await (await get(server, `/api/items/${id}`)).json()) as { name: string }).name);
     expect([...names]).toEqual(['after']);
-    await fetch(`${server.baseUrl}/api/items/${id}`, { method: 'DELETE', headers: { connection: 'close' } });
+    await fetch(`${server.baseUrl}/api/items/${id}`, {
+      method: 'DELETE',
+      headers: { connection: 'close', ...auth },
+    });
     for (let index = 0; index < 4; index += 1)
       expect((await get(server, `/api/items/${id}`)).status).toBe(404);
   });
@@ -106,10 +111,24 @@ describe('shared store unreachable', () => {
       SHARED_CACHE_URL: 'redis://127.0.0.1:1',
       RATE_LIMIT_MAX: '3',
     });
-    const created = await app.inject({ method: 'POST', url: '/api/items', payload: { name: 'x' } });
+    const writer = await buildTestApp(database.url);
+    const created = await writer.inject({
+      method: 'POST',
+      url: '/api/items',
+      headers: await authHeaders(writer),
+      payload: { name: 'x' },
+    });
+    await writer.close();
     const startedAt = Date.now();
     for (let index = 0; index < 6; index += 1)
       expect((await app.inject(`/api/items/${created.json().id}`)).statusCode).toBe(200);
+    // Sign-out state lives in that Redis too: a protected write fails closed (503), at once.
+    const write = await app.inject({
+      method: 'DELETE',
+      url: `/api/items/${created.json().id}`,
+      headers: await authHeaders(app),
+    });
+    expect(write.statusCode).toBe(503);
     expect(Date.now() - startedAt).toBeLessThan(3000);
     await app.close();
   });

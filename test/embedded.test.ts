@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, portOpen, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
+import { signInOverHttp } from './helpers/user.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'embedded-pg-'));
 const servers: ServerProcess[] = [];
@@ -33,7 +34,7 @@ describe('embedded PostgreSQL when DATABASE_URL is unset (make run)', () => {
     ).toBe(true);
     const created = await fetch(`${first.baseUrl}/api/items`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...(await signInOverHttp(first.baseUrl)) },
       body: JSON.stringify({ name: 'survives restarts' }),
     });
     expect(created.status).toBe(201);

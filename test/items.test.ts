@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp } from './helpers/app.js';
+import { authHeaders, buildTestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
 let database: TestDatabase;
@@ -15,7 +15,8 @@ afterAll(async () => {
   await database?.drop();
 });
 
-const create = (payload: object) => app.inject({ method: 'POST', url: '/api/items', payload });
+const create = async (payload: object) =>
+  app.inject({ method: 'POST', headers: await authHeaders(app), url: '/api/items', payload });
 
 describe('items API on PostgreSQL', () => {
   it('creates (201 + Location) and reads back', async () => {
@@ -34,6 +35,7 @@ describe('items API on PostgreSQL', () => {
     for (const method of ['GET', 'PATCH', 'DELETE'] as const) {
       const response = await app.inject({
         method,
+        headers: await authHeaders(app),
         url: '/api/items/999999',
         ...(method === 'PATCH' ? { payload: { name: 'x' } } : {}),
       });
@@ -46,6 +48,7 @@ describe('items API on PostgreSQL', () => {
     const item = (await create({ name: 'before' })).json();
     const patched = await app.inject({
       method: 'PATCH',
+      headers: await authHeaders(app),
       url: `/api/items/${item.id}`,
       payload: { name: 'after' },
     });
@@ -54,15 +57,24 @@ describe('items API on PostgreSQL', () => {
     expect(Date.parse(patched.json().updatedAt)).toBeGreaterThanOrEqual(Date.parse(item.updatedAt));
     const cleared = await app.inject({
       method: 'PATCH',
+      headers: await authHeaders(app),
       url: `/api/items/${item.id}`,
       payload: { description: null },
     });
     expect(cleared.json().name).toBe('after');
     expect(
-      (await app.inject({ method: 'PATCH', url: `/api/items/${item.id}`, payload: {} })).statusCode,
+      (
+        await app.inject({
+          method: 'PATCH',
+          headers: await authHeaders(app),
+          url: `/api/items/${item.id}`,
+          payload: {},
+        })
+      ).statusCode,
     ).toBe(400);
     const tooLong = await app.inject({
       method: 'PATCH',
+      headers: await authHeaders(app),
       url: `/api/items/${item.id}`,
       payload: { name: 'x'.repeat(201) },
     });
@@ -72,7 +84,11 @@ describe('items API on PostgreSQL', () => {
 
   it('deletes with 204, then 404', async () => {
     const item = (await create({ name: 'doomed' })).json();
-    const deleted = await app.inject({ method: 'DELETE', url: `/api/items/${item.id}` });
+    const deleted = await app.inject({
+      method: 'DELETE',
+      headers: await authHeaders(app),
+      url: `/api/items/${item.id}`,
+    });
     expect(deleted.statusCode).toBe(204);
     expect(deleted.body).toBe('');
     expect((await app.inject(`/api/items/${item.id}`)).statusCode).toBe(404);

@@ -4,6 +4,7 @@ import { until } from './helpers/cluster.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { get, openConnection, parseResponses } from './helpers/http.js';
 import { freePort, portOpen, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
+import { signInOverHttp } from './helpers/user.js';
 
 let database: TestDatabase;
 const started: ServerProcess[] = [];
@@ -27,11 +28,12 @@ async function startServer(env: Record<string, string> = {}): Promise<ServerProc
 describe('the built server (node dist/main.js, LEVEL=1)', () => {
   it('serves the API over real HTTP and logs JSON with secrets redacted', async () => {
     const server = await startServer();
+    const { authorization } = await signInOverHttp(server.baseUrl);
     const created = await fetch(`${server.baseUrl}/api/items`, {
       method: 'POST',
       headers: {
         'content-type': 'application/json',
-        authorization: 'Bearer s3cret-token',
+        authorization,
         cookie: 'session=abc',
       },
       body: JSON.stringify({ name: 'over http' }),
@@ -42,7 +44,7 @@ describe('the built server (node dist/main.js, LEVEL=1)', () => {
     await server.stop();
     const output = JSON.stringify(server.logs);
     expect(server.logs.length).toBeGreaterThan(2);
-    expect(output).not.toContain('s3cret-token');
+    expect(output).not.toContain(authorization.slice('Bearer '.length));
     expect(output).not.toContain(new URL(database.url).password || 'no-password-in-url');
   });
 
@@ -125,7 +127,15 @@ describe('the built server (node dist/main.js, LEVEL=1)', () => {
         { DATABASE_URL: 'redis://user:topsecret@host/0' },
         /^Invalid setting DATABASE_URL: "redis:\/\/user:\*\*\*@host\/0"/,
       ],
-      [{ NODE_ENV: 'production', DATABASE_URL: '' }, /^Invalid setting DATABASE_URL: is not set/],
+      [
+        {
+          NODE_ENV: 'production',
+          DATABASE_URL: '',
+          AUTH_SECRET: 'server-test-signing-key-0123456789-abcdef',
+        },
+        /^Invalid setting DATABASE_URL: is not set/,
+      ],
+      [{ NODE_ENV: 'production' }, /^Invalid setting AUTH_SECRET: is not set/],
     ];
     for (const [env, expected] of cases) {
       const server = startProcess({ DATABASE_URL: database.url, ...env });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authHeaders } from './helpers/app.js';
 import { copyOfBuild, logsWith, slowModuleLoad, startCluster, until } from './helpers/cluster.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { samplesOf } from './helpers/metrics.js';
@@ -17,6 +18,7 @@ import {
   uniquePrefix,
   waitForState,
 } from './helpers/tasks.js';
+import { signInOverHttp } from './helpers/user.js';
 
 let database: TestDatabase;
 const processes: ServerProcess[] = [];
@@ -121,6 +123,7 @@ describe('Redis restart', () => {
     );
     const down = await app.inject({
       method: 'POST',
+      headers: await authHeaders(app),
       url: '/api/tasks',
       payload: { name: 'report.generate', payload: { rounds: 10 } },
     });
@@ -163,7 +166,7 @@ describe('LEVEL=4: task workers under the supervisor', () => {
     );
     const response = await fetch(`${server.baseUrl}/api/tasks`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...(await signInOverHttp(server.baseUrl)) },
       body: JSON.stringify({ name: 'report.generate', payload: { rounds: 1000 } }),
     });
     expect(response.status).toBe(202);

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainedSha256 } from '../src/routes/examples.js';
 import { TaskService } from '../src/tasks/service.js';
-import { buildTestApp } from './helpers/app.js';
+import { authHeaders, buildTestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import type { ServerProcess } from './helpers/process.js';
 import {
@@ -54,6 +54,7 @@ describe('task API with a real worker process', () => {
   it('runs report.generate in a worker thread, with progress, to the same digest as the route', async () => {
     const response = await app.inject({
       method: 'POST',
+      headers: await authHeaders(app),
       url: '/api/tasks',
       payload: { name: 'report.generate', payload: { rounds: 50_000 } },
     });
@@ -127,13 +128,19 @@ describe('task API with a real worker process', () => {
   it('cancels a delayed job (removed) and a running one (its handler aborts within a second)', async () => {
     const delayed = await enqueue(app, 'report.generate', { payload: { rounds: 10 }, delayMs: 60_000 });
     expect((await status(app, delayed)).state).toBe('delayed');
-    expect((await app.inject({ method: 'DELETE', url: `/api/tasks/${delayed}` })).statusCode).toBe(202);
+    expect(
+      (await app.inject({ method: 'DELETE', headers: await authHeaders(app), url: `/api/tasks/${delayed}` }))
+        .statusCode,
+    ).toBe(202);
     expect((await status(app, delayed)).state).toBe('cancelled');
 
     const running = await enqueue(app, 'report.generate', { payload: { rounds: 20_000_000 } });
     await waitForState(app, running, ['active']);
     const cancelledAt = Date.now();
-    expect((await app.inject({ method: 'DELETE', url: `/api/tasks/${running}` })).statusCode).toBe(202);
+    expect(
+      (await app.inject({ method: 'DELETE', headers: await authHeaders(app), url: `/api/tasks/${running}` }))
+        .statusCode,
+    ).toBe(202);
     const cancelledLog = await worker.waitForLog(
       (line) => line.msg === 'job cancelled' && line.jobId === running.split('.')[1],
       10_000,
@@ -151,7 +158,10 @@ describe('task API with a real worker process', () => {
     // A finished job cannot be cancelled.
     const quick = await enqueue(app, 'report.generate', { payload: { rounds: 1 } });
     await waitForState(app, quick, ['completed']);
-    expect((await app.inject({ method: 'DELETE', url: `/api/tasks/${quick}` })).statusCode).toBe(409);
+    expect(
+      (await app.inject({ method: 'DELETE', headers: await authHeaders(app), url: `/api/tasks/${quick}` }))
+        .statusCode,
+    ).toBe(409);
   });
 
   it('keeps Redis bounded: completed jobs trimmed to TASK_KEEP_COMPLETED_COUNT, event stream capped', async () => {
@@ -171,6 +181,7 @@ describe('task API with a real worker process', () => {
   it('answers bad input with clear 4xx', async () => {
     const unknown = await app.inject({
       method: 'POST',
+      headers: await authHeaders(app),
       url: '/api/tasks',
       payload: { name: 'nope.nothing', payload: {} },
     });
@@ -178,10 +189,16 @@ describe('task API with a real worker process', () => {
     expect(unknown.json().detail).toBe(
       'Unknown task "nope.nothing"; known tasks: report.generate, email.send, maintenance.cleanup, system.noop',
     );
-    const nameless = await app.inject({ method: 'POST', url: '/api/tasks', payload: { payload: {} } });
+    const nameless = await app.inject({
+      method: 'POST',
+      headers: await authHeaders(app),
+      url: '/api/tasks',
+      payload: { payload: {} },
+    });
     expect(nameless.json().errors).toContainEqual(expect.objectContaining({ field: 'name' }));
     const invalid = await app.inject({
       method: 'POST',
+      headers: await authHeaders(app),
       url: '/api/tasks',
       payload: { name: 'email.send', payload: { to: 'not-an-email', subject: 'x', body: 'y' } },
     });
@@ -189,6 +206,7 @@ describe('task API with a real worker process', () => {
     expect(invalid.json().errors).toEqual([expect.objectContaining({ field: 'payload/to' })]);
     const missing = await app.inject({
       method: 'POST',
+      headers: await authHeaders(app),
       url: '/api/tasks',
       payload: { name: 'report.generate', payload: {} },
     });
@@ -197,6 +215,7 @@ describe('task API with a real worker process', () => {
       (
         await app.inject({
           method: 'POST',
+          headers: await authHeaders(app),
           url: '/api/tasks',
           payload: { name: 'report.generate', payload: { rounds: 1 }, priority: 0 },
         })
@@ -206,6 +225,7 @@ describe('task API with a real worker process', () => {
       (
         await app.inject({
           method: 'POST',
+          headers: await authHeaders(app),
           url: '/api/tasks',
           payload: { name: 'report.generate', rounds: 1 },
         })
@@ -213,7 +233,10 @@ describe('task API with a real worker process', () => {
     ).toBe(400);
     expect((await app.inject('/api/tasks/not-an-id')).statusCode).toBe(400);
     expect((await app.inject('/api/tasks/cpu.999999')).statusCode).toBe(404);
-    expect((await app.inject({ method: 'DELETE', url: '/api/tasks/bogus.1' })).statusCode).toBe(400);
+    expect(
+      (await app.inject({ method: 'DELETE', headers: await authHeaders(app), url: '/api/tasks/bogus.1' }))
+        .statusCode,
+    ).toBe(400);
   });
 
   it('reports Redis in readiness, queue depth and worker figures in metrics, and documents the routes', async () => {
@@ -245,6 +268,7 @@ describe('task API when background tasks are off or Redis is unreachable', () =>
     const off = await buildTestApp(database.url);
     const response = await off.inject({
       method: 'POST',
+      headers: await authHeaders(off),
       url: '/api/tasks',
       payload: { name: 'report.generate', payload: { rounds: 1 } },
     });
@@ -258,6 +282,7 @@ describe('task API when background tasks are off or Redis is unreachable', () =>
     const startedAt = Date.now();
     const response = await down.inject({
       method: 'POST',
+      headers: await authHeaders(down),
       url: '/api/tasks',
       payload: { name: 'report.generate', payload: { rounds: 1 } },
     });

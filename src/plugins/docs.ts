@@ -41,6 +41,7 @@ async function docsPlugin(
         { name: 'items', description: 'The example resource, stored in PostgreSQL' },
         { name: 'examples', description: 'Routes that show what more processes buy' },
         { name: 'tasks', description: 'Background tasks on BullMQ (ENABLE_BACKGROUND_TASKS, LEVEL=4)' },
+        { name: 'auth', description: 'Sign in (OAuth2 password grant), refresh, who am I, sign out' },
       ],
     },
   });

@@ -76,3 +76,7 @@ export const BODY_PROBLEMS = {
   413: 'The body is larger than BODY_LIMIT',
   415: 'The Content-Type is not one this route takes',
 } as const;
+
+/** The 401 of every protected route (the auth plugin's `authenticate` hook). */
+export const UNAUTHORIZED =
+  'Missing, invalid, expired or revoked access token (sign in: POST /api/auth/token)';

@@ -37,9 +37,12 @@ async function sharedStatePlugin(app: FastifyInstance, settings: Settings): Prom
   );
   app.decorate('cache', cache);
 
-  if (settings.RATE_LIMIT_MAX > 0) {
+  // Loaded when a limit is on: the /api limit (RATE_LIMIT_MAX, applied to every /api route) or the
+  // sign-in limit, whose limiters routes/auth.ts makes on the same store.
+  if (settings.RATE_LIMIT_MAX > 0 || settings.LOGIN_RATE_LIMIT_MAX > 0) {
     const { default: rateLimit } = await import('@fastify/rate-limit');
     await app.register(rateLimit, {
+      global: settings.RATE_LIMIT_MAX > 0,
       max: settings.RATE_LIMIT_MAX,
       timeWindow: settings.RATE_LIMIT_WINDOW * 1000,
       ...(redis ? { redis, nameSpace: `${settings.QUEUE_PREFIX}:rate-limit:` } : {}),

@@ -2,7 +2,13 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type Static, Type } from 'typebox';
 import { decodeCursor, encodeCursor, ItemRepository } from '../db/items.js';
 import { sendProblem } from '../plugins/errors.js';
-import { BODY_PROBLEMS, COMMON_PROBLEMS, problem, problemResponses } from '../plugins/problem.js';
+import {
+  BODY_PROBLEMS,
+  COMMON_PROBLEMS,
+  problem,
+  problemResponses,
+  UNAUTHORIZED,
+} from '../plugins/problem.js';
 
 const Name = Type.String({ minLength: 1, maxLength: 200, description: '1-200 characters' });
 const Description = Type.Union([Type.String({ maxLength: 10_000 }), Type.Null()]);
@@ -42,7 +48,12 @@ const ItemPage = Type.Object(
 
 const NO_ITEM = 'No item with this id';
 const readErrors = problemResponses({ ...COMMON_PROBLEMS, 404: NO_ITEM });
-const writeErrors = problemResponses({ ...COMMON_PROBLEMS, ...BODY_PROBLEMS, 404: NO_ITEM });
+const writeErrors = problemResponses({
+  ...COMMON_PROBLEMS,
+  ...BODY_PROBLEMS,
+  401: UNAUTHORIZED,
+  404: NO_ITEM,
+});
 
 const cacheKey = (id: number) => `item:${id}`;
 
@@ -53,6 +64,7 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
   app.post(
     '/api/items',
     {
+      onRequest: app.authenticate,
       schema: {
         tags: ['items'],
         operationId: 'createItem',
@@ -61,7 +73,7 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
         body: CreateItem,
         response: {
           201: itemResponse('The created item'),
-          ...problemResponses({ ...COMMON_PROBLEMS, ...BODY_PROBLEMS }),
+          ...problemResponses({ ...COMMON_PROBLEMS, ...BODY_PROBLEMS, 401: UNAUTHORIZED }),
         },
       },
     },
@@ -127,6 +139,7 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
   app.patch(
     '/api/items/:id',
     {
+      onRequest: app.authenticate,
       schema: {
         tags: ['items'],
         operationId: 'updateItem',
@@ -147,13 +160,18 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
   app.delete(
     '/api/items/:id',
     {
+      onRequest: app.authenticate,
       schema: {
         tags: ['items'],
         operationId: 'deleteItem',
         summary: 'Delete an item',
         description: 'Removes the item and its cache entry.',
         params: ItemParams,
-        response: { 204: Type.Null({ description: 'Deleted' }), ...readErrors },
+        response: {
+          204: Type.Null({ description: 'Deleted' }),
+          ...readErrors,
+          ...problemResponses({ 401: UNAUTHORIZED }),
+        },
       },
     },
     async (request, reply) => {

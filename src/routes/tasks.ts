@@ -2,7 +2,13 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Static, Type } from 'typebox';
 import { sendProblem } from '../plugins/errors.js';
-import { BODY_PROBLEMS, COMMON_PROBLEMS, problem, problemResponses } from '../plugins/problem.js';
+import {
+  BODY_PROBLEMS,
+  COMMON_PROBLEMS,
+  problem,
+  problemResponses,
+  UNAUTHORIZED,
+} from '../plugins/problem.js';
 import { TASKS, tasksByName } from '../tasks/definitions/index.js';
 import { parseTaskId } from '../tasks/queues.js';
 import type { TaskService } from '../tasks/service.js';
@@ -115,6 +121,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/api/tasks',
     {
+      onRequest: app.authenticate,
       preValidation: unknownTask,
       schema: {
         tags: ['tasks'],
@@ -129,6 +136,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
           ...problemResponses({
             ...COMMON_PROBLEMS,
             ...BODY_PROBLEMS,
+            401: UNAUTHORIZED,
             404: DISABLED,
             409: 'The idempotency key belongs to a task that has finished',
           }),
@@ -172,6 +180,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.delete(
     '/api/tasks/:id',
     {
+      onRequest: app.authenticate,
       schema: {
         tags: ['tasks'],
         operationId: 'cancelTask',
@@ -182,7 +191,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: {
           202: { ...Accepted, description: 'Cancellation accepted' },
           ...readErrors,
-          ...problemResponses({ 409: 'The task has already finished' }),
+          ...problemResponses({ 401: UNAUTHORIZED, 409: 'The task has already finished' }),
         },
       },
     },

@@ -4,9 +4,9 @@ import { loadSettings, type Settings, SettingsError } from '../settings.js';
 export const EXIT_CONFIG = 78;
 
 /** Load settings, or print one line per bad variable to stderr and exit non-zero. */
-export function loadSettingsOrExit(): Settings {
+export function loadSettingsOrExit(options: { signsTokens?: boolean } = {}): Settings {
   try {
-    return loadSettings(process.env, { envFile: '.env' });
+    return loadSettings(process.env, { envFile: '.env', ...options });
   } catch (error) {
     if (!(error instanceof SettingsError)) throw error;
     process.stderr.write(`${error.message}\n`);

@@ -27,7 +27,11 @@ const BASE = join(ROOT, 'docker-compose.yml');
 const PROD = join(ROOT, 'deployment/docker-compose.prod.yml');
 const STACK = join(ROOT, 'deployment/swarm/stack.yml');
 const FILES = [BASE, PROD, STACK];
-const PROD_ENV = { DATABASE_URL: 'postgres://app:secret@postgres:5432/app', REDIS_URL: 'redis://redis:6379' };
+const PROD_ENV = {
+  DATABASE_URL: 'postgres://app:secret@postgres:5432/app',
+  REDIS_URL: 'redis://redis:6379',
+  AUTH_SECRET: 'compose-test-signing-key-0123456789-abcdef',
+};
 
 const base = loadCompose(BASE);
 const prod = loadCompose(PROD, PROD_ENV);

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/process.js';
+import { TEST_USER_ENV } from '../helpers/user.js';
 import { type AppImage, buildAppImage, imageSize } from './helpers/app-image.js';
 import { ensureBaseImages } from './helpers/base-images.js';
 import { containerTest } from './helpers/container-test.js';
@@ -194,6 +195,10 @@ describe.skipIf(Boolean(skip))('the image on a real Docker engine', () => {
       `REDIS_URL=${redisUrl}`,
       '--env',
       `QUEUE_PREFIX=${name}`,
+      // NODE_ENV=production (the image's) refuses to sign tokens without a strong key.
+      '--env',
+      'AUTH_SECRET=image-test-signing-key-0123456789-abcdefgh',
+      ...Object.entries(TEST_USER_ENV).flatMap(([key, value]) => ['--env', `${key}=${value}`]),
       ...args,
       image.tag,
       ...command,

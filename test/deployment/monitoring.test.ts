@@ -14,6 +14,7 @@ import { startCluster } from '../helpers/cluster.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { freePort, ROOT, type ServerProcess, waitForHttp } from '../helpers/process.js';
 import { dropPrefix, startTaskWorker, taskEnv, uniquePrefix } from '../helpers/tasks.js';
+import { signInOverHttp } from '../helpers/user.js';
 import { type Child, startChild } from './helpers/child.js';
 import { loadCompose } from './helpers/compose.js';
 import { exportedMetricNames, metricNames } from './helpers/promql.js';
@@ -269,9 +270,10 @@ describe.skipIf(!hasPrometheus)(
         });
         expect(response.status).toBe(200);
       }
+      const auth = await signInOverHttp(server.baseUrl);
       const created = await fetch(`${server.baseUrl}/api/items`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...auth },
         body: JSON.stringify({ name: 'watched' }),
       });
       const { id } = (await created.json()) as { id: number };
@@ -279,7 +281,7 @@ describe.skipIf(!hasPrometheus)(
       for (let index = 0; index < 5; index += 1) {
         const response = await fetch(`${server.baseUrl}/api/tasks`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          headers: { 'content-type': 'application/json', ...auth },
           body: JSON.stringify({ name: 'system.noop', payload: {} }),
         });
         expect(response.status).toBe(202);

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { connect, createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { TEST_USER_ENV } from './user.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -41,7 +42,14 @@ export function startProcess(env: Record<string, string>, entry = 'dist/main.js'
   const port = Number(env.PORT ?? 0);
   const child = spawn(process.execPath, [resolve(cwd, entry)], {
     cwd,
-    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', LOG_LEVEL: 'info', HOST: '127.0.0.1', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'info',
+      HOST: '127.0.0.1',
+      ...TEST_USER_ENV,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: LogLine[] = [];

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
-import { buildTestApp } from './app.js';
+import { authHeaders, buildTestApp } from './app.js';
 import { freePort, type ServerProcess, startProcess, waitForHttp } from './process.js';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -70,7 +70,12 @@ export async function waitForState(
 }
 
 export async function enqueue(app: FastifyInstance, name: string, body: object): Promise<string> {
-  const response = await app.inject({ method: 'POST', url: '/api/tasks', payload: { name, ...body } });
+  const response = await app.inject({
+    method: 'POST',
+    headers: await authHeaders(app),
+    url: '/api/tasks',
+    payload: { name, ...body },
+  });
   if (response.statusCode !== 202)
     throw new Error(`enqueue ${name}: ${response.statusCode} ${response.body}`);
   return (response.json() as { id: string }).id;

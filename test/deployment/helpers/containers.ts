@@ -1,6 +1,7 @@
 /** Small waits and reads on containers of the test engine, shared by every container test. */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Engine } from './docker-engine.js';
+import { signInOverHttp } from '../../helpers/user.js';
 
 export interface ContainerState {
   Status: string;
@@ -66,12 +67,12 @@ export async function publishedPort(engine: Engine, id: string, containerPort: n
   return port;
 }
 
-/** Enqueue a no-op task through the API's task route: its id. (The one place that knows the route.) */
+/** Enqueue a no-op task through the API's task route, signed in as the test user: its id. (The one place that knows the route.) */
 export async function enqueueTask(baseUrl: string): Promise<string> {
-  const created = await fetch(`${baseUrl}/api/tasks/system.noop`, {
+  const created = await fetch(`${baseUrl}/api/tasks`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ payload: {} }),
+    headers: { 'content-type': 'application/json', ...(await signInOverHttp(baseUrl)) },
+    body: JSON.stringify({ name: 'system.noop', payload: {} }),
   });
   if (created.status !== 202) throw new Error(`enqueue answered ${created.status}: ${await created.text()}`);
   return ((await created.json()) as { id: string }).id;

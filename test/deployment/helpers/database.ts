@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { createScratchDatabase } from '../../../scripts/scratch-database.js';
 import type { TestDatabase } from '../../helpers/database.js';
 
 /**
@@ -8,23 +8,7 @@ import type { TestDatabase } from '../../helpers/database.js';
  * test needs an empty one to see `node dist/migrate.js` do the work).
  */
 export async function createEmptyDatabase(): Promise<TestDatabase> {
-  const adminUrl = inject('adminDatabaseUrl');
-  const name = `deploy_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const client = new pg.Client({ connectionString: adminUrl });
-      await client.connect();
-      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await client.end();
-    },
-  };
+  return createScratchDatabase(inject('adminDatabaseUrl'), 'deploy');
 }
 
 /** Names of the tables in the public schema. */
