@@ -1088,7 +1088,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description Id returned by POST /api/tasks, e.g. default.42 */
+                /** @description Id returned by POST /api/tasks: <queue>.<job id>, e.g. default.42 */
                 id: string;
             };
             cookie?: never;
@@ -1162,7 +1162,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description Id returned by POST /api/tasks, e.g. default.42 */
+                /** @description Id returned by POST /api/tasks: <queue>.<job id>, e.g. default.42 */
                 id: string;
             };
             cookie?: never;
@@ -1260,7 +1260,7 @@ export interface operations {
                     client_id?: string;
                     /** @description Ignored */
                     client_secret?: string;
-                };
+                } & (unknown & unknown);
                 "application/json": {
                     /** @description password to sign in, refresh_token to renew */
                     grant_type: "password" | "refresh_token";
@@ -1274,7 +1274,7 @@ export interface operations {
                     client_id?: string;
                     /** @description Ignored */
                     client_secret?: string;
-                };
+                } & (unknown & unknown);
             };
         };
         responses: {

@@ -53,6 +53,7 @@ export function fieldErrors(issues: ValidationIssue[], location?: string): Field
   const errors: FieldError[] = [];
   for (const issue of issues) {
     const path = issue.instancePath ?? '';
+    if (issue.keyword === 'if') continue; // "must match then schema": the `then` issue says what
     if (unionPaths.has(path) && issue.keyword !== 'anyOf' && issue.keyword !== 'oneOf' && typesAt.has(path))
       continue; // folded into the union's line
     const error: FieldError = {

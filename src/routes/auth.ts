@@ -31,7 +31,24 @@ const TokenRequest = Type.Object(
     client_id: Type.Optional(Type.String({ maxLength: 200, description: 'Ignored' })),
     client_secret: Type.Optional(Type.String({ maxLength: 200, description: 'Ignored' })),
   },
-  { additionalProperties: false, description: 'RFC 6749 token request' },
+  {
+    additionalProperties: false,
+    description: 'RFC 6749 token request',
+    // What each grant needs, in the schema itself, so the document (and clients) say it too.
+    allOf: [
+      {
+        if: { properties: { grant_type: { const: 'password' } } },
+        then: {
+          properties: { username: { type: 'string' }, password: { type: 'string' } },
+          required: ['username', 'password'],
+        },
+      },
+      {
+        if: { properties: { grant_type: { const: 'refresh_token' } } },
+        then: { properties: { refresh_token: { type: 'string' } }, required: ['refresh_token'] },
+      },
+    ],
+  },
 );
 const TokenResponse = Type.Object(
   {

@@ -30,7 +30,7 @@ export interface TaskDefinition<Payload extends TSchema = TSchema> {
   attempts?: number;
   /** First retry delay; later ones grow exponentially, with jitter. */
   backoffMs?: number;
-  /** 1 (highest) .. 2097152. */
+  /** 1 (highest) .. 2097151 (2^21 - 1, the BullMQ maximum). */
   priority?: number;
   /** Abort the handler (signal fires) and fail the attempt after this long. */
   timeoutMs?: number;

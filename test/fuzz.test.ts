@@ -1,0 +1,409 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Ajv } from 'ajv';
+import fc from 'fast-check';
+import type { LightMyRequestResponse } from 'fastify';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CLIENT_DIR } from '../scripts/openapi.js';
+import { TokenSigner } from '../src/auth/tokens.js';
+import { encodeCursor } from '../src/db/items.js';
+import { TEST_USER, useTestApp } from './helpers/app.js';
+import {
+  allowedTypes,
+  arbitraryFor,
+  deref,
+  type Field,
+  fieldsOf,
+  objectsOf,
+  type Schema,
+} from './helpers/openapi-arbitraries.js';
+import { dropPrefix, REDIS_URL, uniquePrefix } from './helpers/tasks.js';
+
+// Schema-driven fuzzing of every operation of the committed document (the drift test keeps it equal to
+// what the server serves): valid requests must be accepted, mutated ones refused with the documented
+// 4xx, and every answer is documented, never a 5xx, errors in problem+json. Fixed seed, bounded runs.
+const SEED = 1313;
+const VALID_RUNS = 300;
+const MUTATED_RUNS = 500;
+const SECRET = 'fuzz-test-signing-key-0123456789-abcdefghij';
+const prefix = uniquePrefix();
+const testApp = useTestApp({
+  AUTH_SECRET: SECRET,
+  ENABLE_BACKGROUND_TASKS: 'true',
+  REDIS_URL,
+  QUEUE_PREFIX: prefix,
+  LOGIN_RATE_LIMIT_MAX: '100000',
+});
+afterAll(() => dropPrefix(prefix));
+
+interface Parameter {
+  name: string;
+  in: 'path' | 'query';
+  required?: boolean;
+  schema: Schema;
+}
+interface Operation {
+  id: string;
+  method: string;
+  path: string;
+  parameters: Parameter[];
+  body?: { contentTypes: string[]; schema: Schema; required: boolean };
+  responses: Map<number, Schema | undefined>;
+  secured: boolean;
+}
+
+const document = JSON.parse(readFileSync(`${CLIENT_DIR}openapi.json`, 'utf8'));
+const components = document.components.schemas as Record<string, Schema>;
+// biome-ignore lint/suspicious/noExplicitAny: the document is JSON read at run time
+const operations: Operation[] = Object.entries(document.paths as Record<string, Record<string, any>>).flatMap(
+  ([path, methods]) =>
+    Object.entries(methods).map(([method, operation]) => {
+      const content = operation.requestBody?.content as Record<string, { schema: Schema }> | undefined;
+      return {
+        id: operation.operationId,
+        method: method.toUpperCase(),
+        path,
+        parameters: (operation.parameters ?? []).map((parameter: Parameter) => ({
+          ...parameter,
+          schema: deref(parameter.schema, components),
+        })),
+        body: content && {
+          contentTypes: Object.keys(content),
+          schema: deref(Object.values(content)[0]?.schema, components),
+          required: Boolean(operation.requestBody.required),
+        },
+        responses: new Map(
+          Object.entries(
+            operation.responses as Record<string, { content?: Record<string, { schema: Schema }> }>,
+          ).map(([status, response]) => [
+            Number(status),
+            response.content ? deref(Object.values(response.content)[0]?.schema, components) : undefined,
+          ]),
+        ),
+        secured: operation.security === undefined,
+      };
+    }),
+);
+
+const byId = new Map(operations.map((operation) => [operation.id, operation]));
+const operationOf = (request: FuzzRequest) => byId.get(request.operationId) as Operation;
+
+// Generators narrowed where the full range costs time, not correctness: a 30 s sleep or a million hash
+// rounds per request would make the run minutes long. Cursors are opaque: only issued ones are valid.
+const OVERRIDES: Record<string, fc.Arbitrary<string>> = {
+  'sleepExample.ms': fc.integer({ min: 0, max: 20 }).map(String),
+  'hashExample.rounds': fc.integer({ min: 1, max: 2000 }).map(String),
+  'listItems.cursor': fc.nat({ max: 10_000 }).map(encodeCursor),
+};
+
+// Sign-in with the real account too, so the 200 path is fuzzed, not only wrong credentials.
+const BODY_OVERRIDES: Record<string, fc.Arbitrary<unknown>> = {
+  createToken: fc.oneof(
+    arbitraryFor(
+      deref(
+        document.paths['/api/auth/token'].post.requestBody.content['application/json'].schema,
+        components,
+      ),
+    ),
+    fc.constant({ grant_type: 'password', username: TEST_USER.email, password: TEST_USER.password }),
+  ),
+};
+
+interface FuzzRequest {
+  /** By id, so a counterexample prints short. */
+  operationId: string;
+  pathValues: Record<string, string>;
+  query: Record<string, string>;
+  body: unknown;
+  contentType?: string;
+  rawBody?: string;
+  token: 'valid' | 'none' | 'garbage';
+}
+
+const parameterValue = (operation: Operation, parameter: Parameter): fc.Arbitrary<string> =>
+  OVERRIDES[`${operation.id}.${parameter.name}`] ?? arbitraryFor(parameter.schema).map(String);
+
+function validRequest(operation: Operation): fc.Arbitrary<FuzzRequest> {
+  const pathParameters = operation.parameters.filter((parameter) => parameter.in === 'path');
+  const queryParameters = operation.parameters.filter((parameter) => parameter.in === 'query');
+  return fc.record({
+    operationId: fc.constant(operation.id),
+    pathValues: fc.record(
+      Object.fromEntries(
+        pathParameters.map((parameter) => [parameter.name, parameterValue(operation, parameter)]),
+      ),
+    ),
+    query: fc.record(
+      Object.fromEntries(
+        queryParameters.map((parameter) => [parameter.name, parameterValue(operation, parameter)]),
+      ),
+      {
+        requiredKeys: queryParameters
+          .filter((parameter) => parameter.required)
+          .map((parameter) => parameter.name),
+      },
+    ),
+    body: operation.body
+      ? (BODY_OVERRIDES[operation.id] ?? arbitraryFor(operation.body.schema))
+      : fc.constant(undefined),
+    contentType: operation.body ? fc.constantFrom(...operation.body.contentTypes) : fc.constant(undefined),
+    token: fc.constant('valid' as const),
+  }) as fc.Arbitrary<FuzzRequest>;
+}
+
+const ODD_STRINGS = ['a\u0000b', '\u0000', '\ud800', 'x\udfffy', '\udbff\ud7ff'];
+const WRONG_VALUES: unknown[] = [12345, 1.5, true, null, 'text', {}, ['a']];
+const typeOf = (value: unknown) =>
+  value === null
+    ? 'null'
+    : Array.isArray(value)
+      ? 'array'
+      : Number.isInteger(value)
+        ? 'integer'
+        : typeof value;
+
+/** Set the value at `path` in a copy of `body`; `undefined` deletes it. */
+function withValue(body: unknown, path: string[], value: unknown): unknown {
+  const copy = structuredClone(body) as Record<string, unknown>;
+  let target = copy;
+  for (const key of path.slice(0, -1)) target = target[key] as Record<string, unknown>;
+  const last = path.at(-1) as string;
+  if (value === undefined) delete target[last];
+  else target[last] = value;
+  return copy;
+}
+
+/** An invalid variant of a valid request and the status it must get, or undefined if none applies. */
+function mutate(
+  request: FuzzRequest,
+  kind: string,
+  pick: number,
+): { request: FuzzRequest; expect: number } | undefined {
+  const operation = operationOf(request);
+  const choose = <T>(items: T[]): T | undefined => items[pick % Math.max(items.length, 1)];
+  const fields: Field[] = operation.body ? fieldsOf(operation.body.schema, request.body) : [];
+  const present = fields.filter((field) => {
+    let value: unknown = request.body;
+    for (const key of field.path) value = (value as Record<string, unknown> | undefined)?.[key];
+    return value !== undefined;
+  });
+  switch (kind) {
+    case 'wrong-type': {
+      const field = choose(present.filter((candidate) => allowedTypes(candidate.schema).size > 0));
+      if (!field) return undefined;
+      const allowed = allowedTypes(field.schema);
+      const wrong = WRONG_VALUES.filter(
+        (value) => !allowed.has(typeOf(value)) && !(allowed.has('number') && typeOf(value) === 'integer'),
+      );
+      // As JSON: a form body has only strings, so a wrong type cannot be said there.
+      const body = withValue(request.body, field.path, choose(wrong));
+      return { request: { ...request, body, contentType: 'application/json' }, expect: 400 };
+    }
+    case 'missing-required': {
+      const field = choose(
+        present.filter((candidate) => candidate.parent.required?.includes(candidate.path.at(-1) as string)),
+      );
+      return (
+        field && {
+          request: { ...request, body: withValue(request.body, field.path, undefined) },
+          expect: 400,
+        }
+      );
+    }
+    case 'extra-field': {
+      const closed = operation.body
+        ? objectsOf(operation.body.schema, request.body).filter(
+            (field) => field.schema.additionalProperties === false,
+          )
+        : [];
+      const object = choose(closed);
+      return (
+        object && {
+          request: { ...request, body: withValue(request.body, [...object.path, 'fuzzExtra'], 1) },
+          expect: 400,
+        }
+      );
+    }
+    case 'out-of-bounds': {
+      const bounded = present.flatMap((field): unknown[][] => {
+        const { schema } = field;
+        const values: unknown[] = [];
+        if (typeof schema.maximum === 'number' && schema.maximum < Number.MAX_SAFE_INTEGER)
+          values.push(schema.maximum + 1);
+        if (typeof schema.minimum === 'number') values.push(schema.minimum - 1);
+        if (typeof schema.maxLength === 'number') values.push('y'.repeat(schema.maxLength + 1));
+        if (typeof schema.minLength === 'number' && schema.minLength > 0) values.push('');
+        return values.map((value) => [field.path, value]);
+      });
+      const [path, value] = (choose(bounded) ?? []) as [string[], unknown];
+      return path && { request: { ...request, body: withValue(request.body, path, value) }, expect: 400 };
+    }
+    case 'odd-string': {
+      const field = choose(
+        present.filter(
+          (candidate) => allowedTypes(candidate.schema).has('string') || candidate.schema.type === undefined,
+        ),
+      );
+      return (
+        field && {
+          request: { ...request, body: withValue(request.body, field.path, choose(ODD_STRINGS)) },
+          expect: 400,
+        }
+      );
+    }
+    case 'content-type':
+      return operation.body && { request: { ...request, contentType: 'text/plain' }, expect: 415 };
+    case 'malformed-json':
+      return (
+        operation.body && {
+          request: { ...request, contentType: 'application/json', rawBody: '{"name": ' },
+          expect: 400,
+        }
+      );
+    case 'no-token':
+      return operation.secured
+        ? { request: { ...request, token: choose(['none', 'garbage'] as const) as 'none' }, expect: 401 }
+        : undefined;
+    case 'bad-parameter': {
+      const numeric = operation.parameters.filter((parameter) =>
+        ['integer', 'number'].includes(parameter.schema.type ?? ''),
+      );
+      const patterned = operation.parameters.filter(
+        (parameter) => typeof parameter.schema.pattern === 'string',
+      );
+      const parameter = choose([...numeric, ...patterned]);
+      if (!parameter) return undefined;
+      const current = (parameter.in === 'path' ? request.pathValues : request.query)[parameter.name] ?? '1';
+      const variants = patterned.includes(parameter)
+        ? ['not-an-id', `${current}/x`, '']
+        : [
+            `${current}e0`,
+            `0x${Number(current).toString(16)}`,
+            ` ${current}`,
+            `+${current}`,
+            `0${current}`,
+            'abc',
+            `${current}.5`,
+          ];
+      const value = choose(
+        variants.filter((variant) => variant !== '' || parameter.in === 'query'),
+      ) as string;
+      const where = parameter.in === 'path' ? 'pathValues' : 'query';
+      return {
+        request: { ...request, [where]: { ...request[where], [parameter.name]: value } },
+        expect: parameter.in === 'path' && value === '' ? 404 : 400,
+      };
+    }
+    default:
+      throw new Error(`unknown mutation ${kind}`);
+  }
+}
+
+const MUTATIONS = [
+  'wrong-type',
+  'missing-required',
+  'extra-field',
+  'out-of-bounds',
+  'odd-string',
+  'content-type',
+  'malformed-json',
+  'no-token',
+  'bad-parameter',
+];
+
+const signer = new TokenSigner(SECRET);
+const ajv = new Ajv({ strict: false, allErrors: true, discriminator: true, validateFormats: false });
+
+function encodeBody(request: FuzzRequest): string | undefined {
+  if (request.rawBody !== undefined) return request.rawBody;
+  if (request.body === undefined) return undefined;
+  if (request.contentType === 'application/x-www-form-urlencoded')
+    return new URLSearchParams(
+      Object.entries(request.body as Record<string, unknown>).map((entry): [string, string] => [
+        entry[0],
+        typeof entry[1] === 'string' ? entry[1] : JSON.stringify(entry[1]),
+      ]),
+    ).toString();
+  return JSON.stringify(request.body);
+}
+
+async function send(request: FuzzRequest): Promise<LightMyRequestResponse> {
+  const operation = operationOf(request);
+  const path = operation.path.replace(/\{(\w+)\}/g, (_, name: string) =>
+    encodeURIComponent(request.pathValues[name] ?? ''),
+  );
+  const query = new URLSearchParams(request.query).toString();
+  const headers: Record<string, string> = {};
+  // A fresh session per request, so a fuzzed logout never signs the next request out.
+  if (request.token === 'valid')
+    headers.authorization = `Bearer ${await signer.sign('access', '1', randomUUID(), 600)}`;
+  if (request.token === 'garbage') headers.authorization = 'Bearer not.a.token';
+  const payload = encodeBody(request);
+  if (payload !== undefined) headers['content-type'] = request.contentType ?? 'application/json';
+  return testApp.app.inject({
+    method: operation.method as 'GET',
+    url: query ? `${path}?${query}` : path,
+    headers,
+    ...(payload === undefined ? {} : { payload }),
+  });
+}
+
+const describeRequest = (request: FuzzRequest, response: LightMyRequestResponse) =>
+  `${JSON.stringify(request).slice(0, 600)} -> ${response.statusCode} ${response.body.slice(0, 300)}`;
+
+/** What holds for every answer: documented status, never 5xx, problem+json errors, bodies as documented. */
+function checkDocumented(request: FuzzRequest, response: LightMyRequestResponse): void {
+  const where = describeRequest(request, response);
+  expect(response.statusCode, where).toBeLessThan(500);
+  const { responses } = operationOf(request);
+  expect([...responses.keys()], where).toContain(response.statusCode);
+  const schema = responses.get(response.statusCode);
+  if (response.statusCode >= 400) {
+    expect(response.headers['content-type'], where).toMatch(/^application\/problem\+json/);
+    expect(response.json().status, where).toBe(response.statusCode);
+  }
+  if (schema && response.statusCode !== 204) {
+    const validate = ajv.compile(schema);
+    expect(validate(response.json()) ? [] : validate.errors, where).toEqual([]);
+  }
+}
+
+/** Statuses that refuse a request's shape or its (valid) token: a valid request never gets them. */
+const refusals = (operation: Operation) =>
+  new Set([400, 413, 415, 422, 429, ...(operation.secured ? [401] : [])]);
+const found = new Map<string, number>();
+
+describe('schema-driven fuzz of every operation (fast-check, fixed seed)', () => {
+  it(`accepts ${VALID_RUNS} valid requests and answers each as documented`, async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(...operations.map(validRequest)), async (request) => {
+        const response = await send(request);
+        checkDocumented(request, response);
+        expect(
+          refusals(operationOf(request)).has(response.statusCode),
+          describeRequest(request, response),
+        ).toBe(false);
+      }),
+      { seed: SEED, numRuns: VALID_RUNS, endOnFailure: true },
+    );
+  }, 120_000);
+
+  it(`refuses ${MUTATED_RUNS} mutated requests with the documented 4xx, in problem+json`, async () => {
+    const mutated = fc
+      .tuple(fc.oneof(...operations.map(validRequest)), fc.constantFrom(...MUTATIONS), fc.nat())
+      .map(([request, kind, pick]) => ({ kind, mutation: mutate(request, kind, pick) }))
+      .filter((candidate) => candidate.mutation !== undefined);
+    await fc.assert(
+      fc.asyncProperty(mutated, async ({ kind, mutation }) => {
+        const { request, expect: status } = mutation as { request: FuzzRequest; expect: number };
+        const response = await send(request);
+        checkDocumented(request, response);
+        expect(response.statusCode, `${kind}: ${describeRequest(request, response)}`).toBe(status);
+        found.set(kind, (found.get(kind) ?? 0) + 1);
+      }),
+      { seed: SEED, numRuns: MUTATED_RUNS, endOnFailure: true },
+    );
+    // Every kind of mutation was exercised.
+    expect([...found.keys()].sort()).toEqual([...MUTATIONS].sort());
+  }, 120_000);
+});
