@@ -112,6 +112,11 @@ describe('OpenAPI docs UI in a real browser', () => {
       expect(response?.status()).toBe(200);
       await page.getByText('/api/items/{id}').first().waitFor({ timeout: 15_000 });
       await page.getByText('/api/tasks/{id}').first().waitFor({ timeout: 15_000 });
+      // The OAuth2 password flow of the document gives the UI its Authorize button.
+      await page
+        .getByRole('button', { name: /Authorize/ })
+        .first()
+        .waitFor({ timeout: 15_000 });
       expect(errors).toEqual([]);
     } finally {
       await browser.close();

@@ -38,6 +38,7 @@ const TokenRequest = Type.Object(
     allOf: [
       {
         if: { properties: { grant_type: { const: 'password' } } },
+        // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword, never awaited
         then: {
           properties: { username: { type: 'string' }, password: { type: 'string' } },
           required: ['username', 'password'],
@@ -45,6 +46,7 @@ const TokenRequest = Type.Object(
       },
       {
         if: { properties: { grant_type: { const: 'refresh_token' } } },
+        // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword, never awaited
         then: { properties: { refresh_token: { type: 'string' } }, required: ['refresh_token'] },
       },
     ],

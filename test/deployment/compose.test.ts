@@ -27,15 +27,13 @@ const BASE = join(ROOT, 'docker-compose.yml');
 const PROD = join(ROOT, 'deployment/docker-compose.prod.yml');
 const STACK = join(ROOT, 'deployment/swarm/stack.yml');
 const FILES = [BASE, PROD, STACK];
-const PROD_ENV = {
-  DATABASE_URL: 'postgres://app:secret@postgres:5432/app',
-  REDIS_URL: 'redis://redis:6379',
-  AUTH_SECRET: 'compose-test-signing-key-0123456789-abcdef',
-};
+const PROD_ENV = { DATABASE_URL: 'postgres://app:secret@postgres:5432/app', REDIS_URL: 'redis://redis:6379' };
+// Only the API signs tokens: workers and migrations run without the key.
+const API_ENV = { ...PROD_ENV, AUTH_SECRET: 'compose-test-signing-key-0123456789-abcdef' };
 
 const base = loadCompose(BASE);
-const prod = loadCompose(PROD, PROD_ENV);
-const stack = loadCompose(STACK, PROD_ENV);
+const prod = loadCompose(PROD, API_ENV);
+const stack = loadCompose(STACK, API_ENV);
 const APP_IMAGE = /node-levels-starter/;
 const appServices = (file: ComposeFile) =>
   Object.entries(file.services).filter(([, service]) => APP_IMAGE.test(service.image ?? ''));
@@ -199,11 +197,14 @@ describe.skipIf(!dockerCompose)(`docker-compose config (${dockerCompose})`, () =
     }
   });
 
-  it('the production override refuses to render without DATABASE_URL and REDIS_URL, and renders with them', () => {
+  it('the production override refuses to render without DATABASE_URL, REDIS_URL and AUTH_SECRET, and renders with them', () => {
     const missing = run(['-f', BASE, '-f', PROD, 'config'], { REDIS_URL: PROD_ENV.REDIS_URL });
     expect(missing.status).not.toBe(0);
     expect(missing.stderr).toContain('DATABASE_URL');
-    const ok = run(['--profile', 'proxy', '-f', BASE, '-f', PROD, 'config'], PROD_ENV);
+    const noKey = run(['-f', BASE, '-f', PROD, 'config'], PROD_ENV);
+    expect(noKey.status).not.toBe(0);
+    expect(noKey.stderr).toContain('AUTH_SECRET');
+    const ok = run(['--profile', 'proxy', '-f', BASE, '-f', PROD, 'config'], API_ENV);
     expect(ok.status, ok.stderr).toBe(0);
     const rendered = parse(ok.stdout) as ComposeFile;
     expect(service(rendered, 'api').environment?.NODE_ENV).toBe('production');
@@ -217,7 +218,7 @@ describe.skipIf(!docker)(`docker stack config (${docker})`, () => {
   it('accepts the swarm stack, and refuses it without DATABASE_URL', () => {
     const env = { PATH: process.env.PATH ?? '', HOME: tmpdir() };
     const output = execFileSync(docker as string, ['stack', 'config', '-c', STACK], {
-      env: { ...env, ...PROD_ENV },
+      env: { ...env, ...API_ENV },
       encoding: 'utf8',
     });
     const rendered = parse(output) as ComposeFile;
@@ -377,6 +378,11 @@ describe('deployment/docker-compose.prod.yml', () => {
     for (const name of ['api', 'api-replicas', 'worker', 'migrate']) {
       expect(service(prod, name).environment, name).toMatchObject({ NODE_ENV: 'production', ...PROD_ENV });
     }
+    for (const name of ['api', 'api-replicas'])
+      expect(service(prod, name).environment, name).toMatchObject(API_ENV);
+    for (const name of ['worker', 'migrate'])
+      expect(service(prod, name).environment?.AUTH_SECRET, name).toBeUndefined();
+    expect(() => loadCompose(PROD, PROD_ENV)).toThrow(/AUTH_SECRET/);
     for (const name of Object.keys(prod.services)) {
       expect(base.services[name], `${name} exists in docker-compose.yml`).toBeDefined();
     }
