@@ -377,6 +377,7 @@ export const settingsSchema = Type.Object({
     minimum: 1,
     default: 30000,
     description: 'Longest time one batch export may take, retries included, before it is abandoned (ms)',
+  }),
   AUTH_SECRET: Type.String({
     default: '',
     description:
