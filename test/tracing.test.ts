@@ -21,6 +21,7 @@ import {
 } from './helpers/otlp-receiver.js';
 import { freePort, ROOT, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
 import { dropPrefix, taskEnv, uniquePrefix } from './helpers/tasks.js';
+import { signInOverHttp } from './helpers/user.js';
 
 let database: TestDatabase;
 const processes: ServerProcess[] = [];
@@ -56,10 +57,11 @@ async function enqueueTask(
   payload: object,
   headers: Record<string, string> = {},
 ): Promise<Response> {
-  return fetch(`${baseUrl}/api/tasks/${name}`, {
+  const auth = await signInOverHttp(baseUrl);
+  return fetch(`${baseUrl}/api/tasks`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ payload }),
+    headers: { 'content-type': 'application/json', ...auth, ...headers },
+    body: JSON.stringify({ name, payload }),
   });
 }
 
