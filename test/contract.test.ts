@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { authHeaders, useTestApp } from './helpers/app.js';
 
 // The strict request contract (src/plugins/validation.ts, body.ts): every case of issue 13 and a few more.
-const testApp = useTestApp();
+// Load shedding off: a loaded CI machine must not turn a contract answer into a 503.
+const testApp = useTestApp({ LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0' });
 
 const rawPost = async (url: string, body: string, contentType = 'application/json') =>
   testApp.app.inject({

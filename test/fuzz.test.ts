@@ -33,6 +33,9 @@ const testApp = useTestApp({
   REDIS_URL,
   QUEUE_PREFIX: prefix,
   LOGIN_RATE_LIMIT_MAX: '100000',
+  // Load shedding answers 503 when the (shared, loaded) machine stalls the event loop: an answer about
+  // the host, not the contract. Off here; test/server.test.ts covers it.
+  LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
 });
 afterAll(() => dropPrefix(prefix));
 
