@@ -41,7 +41,6 @@ const pool = createPool(
     connectionString: database.url,
     size: 1,
     connectTimeoutMs: settings.DB_CONNECT_TIMEOUT_MS,
-    statementTimeoutMs: settings.DB_STATEMENT_TIMEOUT_MS,
   },
   logger,
 );

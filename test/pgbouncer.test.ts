@@ -10,6 +10,7 @@ import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { startLoad } from './helpers/load.js';
 import { type PgBouncer, startPgBouncer } from './helpers/pgbouncer.js';
 import { freePort, type ServerProcess, startProcess } from './helpers/process.js';
+import { signInOverHttp } from './helpers/user.js';
 
 const POOL_SIZE = 5;
 let database: TestDatabase;
@@ -106,10 +107,11 @@ describe('PgBouncer in transaction mode', () => {
       MIGRATIONS_DATABASE_URL: database.url,
     });
     servers.push(server);
+    const signedIn = await signInOverHttp(server.baseUrl);
     for (let index = 0; index < 30; index += 1) {
       const created = await fetch(`${server.baseUrl}/api/items`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...signedIn },
         body: JSON.stringify({ name: `item ${index}` }),
       });
       expect(created.status, `${await created.text()}\n${bouncer.log()}`).toBe(201);

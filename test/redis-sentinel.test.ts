@@ -11,6 +11,7 @@ import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import type { ServerProcess } from './helpers/process.js';
 import { type SentinelTopology, startSentinelTopology } from './helpers/sentinel.js';
 import { uniquePrefix } from './helpers/tasks.js';
+import { signInOverHttp } from './helpers/user.js';
 
 let database: TestDatabase;
 let topology: SentinelTopology;
@@ -35,15 +36,17 @@ interface Answer {
 }
 
 /** One request with a bound: a hang shows as status 0 after 10 s, never as a stuck test. */
+/** The test user's Authorization header, sent with every call once signed in. */
+let signedIn: Record<string, string> = {};
+
 async function call(agent: Agent, base: string, path: string, init: { method?: string; body?: object } = {}) {
   const started = Date.now();
   try {
     const response = await request(`${base}${path}`, {
       dispatcher: agent,
       method: (init.method ?? 'GET') as 'GET',
-      ...(init.body
-        ? { body: JSON.stringify(init.body), headers: { 'content-type': 'application/json' } }
-        : {}),
+      headers: { ...signedIn, ...(init.body ? { 'content-type': 'application/json' } : {}) },
+      ...(init.body ? { body: JSON.stringify(init.body) } : {}),
       headersTimeout: 10_000,
       bodyTimeout: 10_000,
     });
@@ -114,6 +117,7 @@ describe('Redis Sentinel failover at LEVEL=4', () => {
       'readiness before the kill',
     );
     expect(before.checks?.redis?.detail).toContain(`master ${oldMaster}`);
+    signedIn = await signInOverHttp(base);
     const item = JSON.parse(
       (await call(agent, base, '/api/items', { method: 'POST', body: { name: 'before' } })).body,
     );
@@ -121,9 +125,12 @@ describe('Redis Sentinel failover at LEVEL=4', () => {
     // 200 tasks, ~4 s of work at concurrency 5: many are waiting, some active, when the master dies.
     const ids: string[] = [];
     const enqueue = async (key: string) => {
-      const answer = await call(agent, base, '/api/tasks/email.send', {
+      const answer = await call(agent, base, '/api/tasks', {
         method: 'POST',
-        body: { payload: { to: 'a@example.com', subject: key, body: 'x', latencyMs: 100, messageId: key } },
+        body: {
+          name: 'email.send',
+          payload: { to: 'a@example.com', subject: key, body: 'x', latencyMs: 100, messageId: key },
+        },
       });
       return answer.status === 202 ? (JSON.parse(answer.body).id as string) : undefined;
     };

@@ -3,7 +3,8 @@ import fp from 'fastify-plugin';
 import { sendProblem } from '../plugins/errors.js';
 import { problem } from '../plugins/problem.js';
 import { createProducerConnection } from '../redis/connection.js';
-import { isDistributed, type Settings, sharedCacheUrlOf } from '../settings.js';
+import { sharedCacheTargetOf } from '../redis/target.js';
+import { isDistributed, type Settings } from '../settings.js';
 import { MemorySessionStore, RedisSessionStore, type SessionStore } from './sessions.js';
 import { TokenError, TokenSigner } from './tokens.js';
 import { UserRepository } from './users.js';
@@ -65,7 +66,7 @@ function bearerOf(request: FastifyRequest): string | undefined {
 async function authPlugin(app: FastifyInstance, settings: Settings): Promise<void> {
   let sessions: SessionStore = new MemorySessionStore();
   if (isDistributed(settings)) {
-    const redis = createProducerConnection(sharedCacheUrlOf(settings));
+    const redis = createProducerConnection(sharedCacheTargetOf(settings));
     redis.on('error', () => {}); // surfaced per call (503); the connection retries in the background
     app.addHook('onClose', async () => redis.disconnect());
     sessions = new RedisSessionStore(redis, `${settings.QUEUE_PREFIX}:auth:`);

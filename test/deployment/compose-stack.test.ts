@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLoad } from '../helpers/load.js';
 import { freePort } from '../helpers/process.js';
+import { signInOverHttp, TEST_USER_ENV } from '../helpers/user.js';
 import { buildAppImage } from './helpers/app-image.js';
 import { ensureBaseImages } from './helpers/base-images.js';
 import { type ComposeProject, composeProject } from './helpers/compose-project.js';
@@ -55,6 +56,9 @@ describe.skipIf(Boolean(skip))('docker-compose.yml on a real engine', () => {
     project = composeProject(engine, `nlscompose${process.pid}`, {
       API_HOST_PORT: String(port),
       PROXY_HOST_PORT: String(proxyPort),
+      // What a user puts in .env: production refuses to sign tokens without a strong key.
+      AUTH_SECRET: 'compose-test-signing-key-0123456789-abcdefgh',
+      ...TEST_USER_ENV,
     });
     api = `http://127.0.0.1:${port}`;
     proxy = `http://127.0.0.1:${proxyPort}`;
@@ -82,7 +86,7 @@ describe.skipIf(Boolean(skip))('docker-compose.yml on a real engine', () => {
     async () => {
       const created = await fetch(`${api}/api/items`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...(await signInOverHttp(api)) },
         body: JSON.stringify({ name: 'kept across down and up' }),
       });
       expect(created.status).toBe(201);

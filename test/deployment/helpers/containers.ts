@@ -1,7 +1,7 @@
 /** Small waits and reads on containers of the test engine, shared by every container test. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Engine } from './docker-engine.js';
 import { signInOverHttp } from '../../helpers/user.js';
+import type { Engine } from './docker-engine.js';
 
 export interface ContainerState {
   Status: string;
