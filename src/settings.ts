@@ -470,9 +470,25 @@ function readEnvFile(path: string | null): Record<string, string> {
   return parseEnv(readFileSync(path, 'utf8')) as Record<string, string>;
 }
 
-function presetFor(rawLevel: string | undefined): Record<string, string> {
+/**
+ * Preset entries that make no sense beside a value the user set: the preset yields, so a preset
+ * never causes an error; only the user's own contradictions do (checkSemantics).
+ */
+const presetYieldsTo: Partial<Record<SettingName, (explicit: Record<string, string>) => boolean>> = {
+  // MAX_REQUESTS=0 turns recycling off: the preset's jitter has nothing left to spread.
+  MAX_REQUESTS_JITTER: (explicit) =>
+    explicit.MAX_REQUESTS !== undefined && Number(explicit.MAX_REQUESTS) === 0,
+};
+
+function presetFor(
+  rawLevel: string | undefined,
+  explicit: Record<string, string> = {},
+): Record<string, string> {
   const level = rawLevel === undefined || rawLevel === '' ? 1 : Number(rawLevel);
-  return levelPresets[level] ?? {}; // an unknown LEVEL is reported by the schema check below
+  const preset = levelPresets[level] ?? {}; // an unknown LEVEL is reported by the schema check below
+  return Object.fromEntries(
+    Object.entries(preset).filter(([name]) => !presetYieldsTo[name as SettingName]?.(explicit)),
+  ) as Record<string, string>;
 }
 
 /** Load, coerce and validate settings. Throws SettingsError naming every bad variable. */
@@ -485,7 +501,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, options: Load
   // An empty value means "not set", so the default (or preset) applies.
   for (const key of Object.keys(explicit)) if (explicit[key] === '') delete explicit[key];
 
-  const data = { ...presetFor(explicit.LEVEL), ...explicit };
+  const data = { ...presetFor(explicit.LEVEL, explicit), ...explicit };
   let settings: Settings;
   try {
     settings = envSchema<Settings>({ schema: structuredClone(settingsSchema), data, env: false });

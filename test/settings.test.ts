@@ -39,6 +39,26 @@ describe('settings', () => {
     });
   });
 
+  it('drops a preset value that contradicts a value the user set (LEVEL=3 MAX_REQUESTS=0)', () => {
+    expect(load({ LEVEL: '3', MAX_REQUESTS: '0' })).toMatchObject({
+      MAX_REQUESTS: 0,
+      MAX_REQUESTS_JITTER: 0,
+    });
+    expect(load({ LEVEL: '4', MAX_REQUESTS: '0' })).toMatchObject({
+      MAX_REQUESTS: 0,
+      MAX_REQUESTS_JITTER: 0,
+    });
+    // The preset's jitter still spreads a user-chosen limit.
+    expect(load({ LEVEL: '3', MAX_REQUESTS: '500' })).toMatchObject({
+      MAX_REQUESTS: 500,
+      MAX_REQUESTS_JITTER: 1000,
+    });
+    // The user's own contradiction stays an error.
+    expect(() => load({ LEVEL: '3', MAX_REQUESTS: '0', MAX_REQUESTS_JITTER: '5' })).toThrow(
+      /MAX_REQUESTS_JITTER/,
+    );
+  });
+
   it('coerces types and treats an empty value as unset', () => {
     const settings = load({
       PORT: '8080',
