@@ -21,8 +21,12 @@ endif
 
 .PHONY: help node install build run worker dev test lint typecheck format migrate user client clean reload scale-up scale-down status bench bench-tasks bench-tracing load-test performance-report k8s-render k8s-deploy k8s-scale k8s-status compose-up compose-down image compose-test monitoring-check
 
+# The name column fits the longest target; colour only on a terminal (never in a pipe or a file).
 help: ## List every target
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@if [ -t 1 ]; then on=$$'\033[36m' off=$$'\033[0m'; else on='' off=''; fi; \
+	  awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} \
+	    /^[a-zA-Z0-9_-]+:.*## / {name[++n] = $$1; text[n] = $$2; if (length($$1) > width) width = length($$1)} \
+	    END {for (i = 1; i <= n; i++) printf "  %s%-*s%s  %s\n", on, width, name[i], off, text[i]}' $(MAKEFILE_LIST)
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci
@@ -72,13 +76,13 @@ client: node install ## Regenerate the OpenAPI document and the typed client in 
 	npm run client:generate
 
 reload: ## LEVEL>=3: zero-downtime rolling reload of a server started by `make run` (SIGHUP)
-	kill -HUP $$(cat $(PID_FILE))
+	@scripts/signal-server.sh HUP "$(PID_FILE)" reload
 
 scale-up: ## LEVEL>=3: one more worker (SIGTTIN)
-	kill -TTIN $$(cat $(PID_FILE))
+	@scripts/signal-server.sh TTIN "$(PID_FILE)" scale-up
 
 scale-down: ## LEVEL>=3: one worker fewer, drained gracefully (SIGTTOU)
-	kill -TTOU $$(cat $(PID_FILE))
+	@scripts/signal-server.sh TTOU "$(PID_FILE)" scale-down
 
 status: node dist/main.js ## LEVEL>=2: workers, pids, ages, requests served, memory
 	node dist/runtime/status.js
