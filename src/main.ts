@@ -8,6 +8,7 @@
  */
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
+import { EXIT_PORT_IN_USE, exitPortInUse, isAddressInUse } from './runtime/port-in-use.js';
 import { isSupervisedWorker, reportMetricsToPrimary, workerIdentity } from './runtime/supervisor-link.js';
 import type { Settings } from './settings.js';
 
@@ -42,6 +43,11 @@ async function run(): Promise<void> {
 }
 
 run().catch((error: unknown) => {
+  if (isAddressInUse(error)) {
+    // A cluster worker only exits with the status: its primary says it once for the whole pool.
+    if (supervisedWorker) process.exit(EXIT_PORT_IN_USE);
+    exitPortInUse(logger, settings.PORT, 'PORT');
+  }
   logger.fatal({ err: error }, `start-up failed: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
 });

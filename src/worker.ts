@@ -7,6 +7,7 @@
 import { createServer } from 'node:http';
 import closeWithGrace from 'close-with-grace';
 import client from 'prom-client';
+import { listenOrExit } from './runtime/port-in-use.js';
 import {
   isSupervisedWorker,
   linkToSupervisor,
@@ -44,6 +45,8 @@ async function main(): Promise<void> {
         workerTimeoutMs: settings.WORKER_TIMEOUT * 1000,
         gracefulTimeoutMs: settings.TASK_SHUTDOWN_TIMEOUT * 1000 + 5000,
         served: () => tasks?.jobsProcessed() ?? 0,
+        // Booted but not ready: the supervisor's status shows the worker waiting for Redis.
+        waitingFor: () => (tasks?.isConnected() === false ? 'redis' : undefined),
       })
     : undefined;
   // The task code (BullMQ, the definitions, the database driver) loads after the responder above.
@@ -78,13 +81,16 @@ async function main(): Promise<void> {
     await database.stop();
     await stopTracing(logger, deadline - Date.now() - 500);
   };
-  logger.info(
-    {
-      concurrency: settings.TASK_CONCURRENCY,
-      cpuConcurrency: settings.TASK_CPU_CONCURRENCY,
-      prefix: settings.QUEUE_PREFIX,
-    },
-    'task worker ready',
+  // Ready means taking jobs, which needs Redis: said once it answers, not before.
+  void running.whenConnected().then(() =>
+    logger.info(
+      {
+        concurrency: settings.TASK_CONCURRENCY,
+        cpuConcurrency: settings.TASK_CPU_CONCURRENCY,
+        prefix: settings.QUEUE_PREFIX,
+      },
+      'task worker ready',
+    ),
   );
 
   if (link) {
@@ -95,7 +101,12 @@ async function main(): Promise<void> {
     return;
   }
 
-  const health = settings.TASK_WORKER_HEALTH_PORT > 0 ? serveHealth(() => running.isHealthy()) : undefined;
+  const health =
+    settings.TASK_WORKER_HEALTH_PORT > 0
+      ? await serveHealth(() =>
+          running.isHealthy() ? undefined : running.isConnected() ? 'stopping' : 'redis',
+        )
+      : undefined;
   closeWithGrace(
     {
       delay: (settings.TASK_SHUTDOWN_TIMEOUT + 5) * 1000,
@@ -111,13 +122,16 @@ async function main(): Promise<void> {
   );
 }
 
-/** Liveness for probes: 200 while this process takes jobs, 503 when it cannot; /metrics for Prometheus. */
-function serveHealth(isHealthy: () => boolean) {
+/**
+ * Liveness for probes: 200 while this process takes jobs, 503 (saying what it waits for) when it
+ * cannot; /metrics for Prometheus.
+ */
+async function serveHealth(unavailableReason: () => string | undefined) {
   const server = createServer((request, response) => {
     if (request.url === '/health/live' || request.url === '/health') {
-      const healthy = isHealthy();
-      response.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ status: healthy ? 'ok' : 'unavailable' }));
+      const waitingFor = unavailableReason();
+      response.writeHead(waitingFor ? 503 : 200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify(waitingFor ? { status: 'unavailable', waitingFor } : { status: 'ok' }));
     } else if (request.url === '/metrics') {
       void client.register.metrics().then((text) => {
         response.writeHead(200, { 'content-type': client.register.contentType });
@@ -135,7 +149,17 @@ function serveHealth(isHealthy: () => boolean) {
       );
     }
   });
-  server.listen(settings.TASK_WORKER_HEALTH_PORT, settings.HOST);
+  await listenOrExit(
+    server,
+    settings.TASK_WORKER_HEALTH_PORT,
+    settings.HOST,
+    'TASK_WORKER_HEALTH_PORT',
+    logger,
+  );
+  logger.info(
+    { port: settings.TASK_WORKER_HEALTH_PORT, host: settings.HOST },
+    `task worker health and metrics on http://${settings.HOST}:${settings.TASK_WORKER_HEALTH_PORT} (/health/live, /metrics)`,
+  );
   return server;
 }
 

@@ -6,6 +6,7 @@ import basicAuth from '@fastify/basic-auth';
 import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { createDashboardConnection } from '../redis/connection.js';
+import { logUnlessConnectionError, watchConnection } from '../redis/connection-events.js';
 import { redisTargetOf } from '../redis/target.js';
 import type { Settings } from '../settings.js';
 import { QUEUE_NAMES } from '../tasks/queues.js';
@@ -26,8 +27,14 @@ function safeEqual(given: string, expected: string): boolean {
 export async function dashboardPlugin(app: FastifyInstance, settings: Settings): Promise<void> {
   // Its own connection: the dashboard may wait a little for Redis; the API's producer must not.
   const connection = createDashboardConnection(redisTargetOf(settings));
-  connection.on('error', () => {});
-  const queues = QUEUE_NAMES.map((name) => new Queue(name, { connection, prefix: settings.QUEUE_PREFIX }));
+  const log = app.log;
+  watchConnection(connection, log, 'dashboard');
+  const queues = QUEUE_NAMES.map((name) => {
+    const queue = new Queue(name, { connection, prefix: settings.QUEUE_PREFIX });
+    // Without a listener BullMQ prints every connection error raw to stderr.
+    queue.on('error', logUnlessConnectionError(log, { queue: name }, 'dashboard queue error'));
+    return queue;
+  });
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(DASHBOARD_PATH);
   createBullBoard({

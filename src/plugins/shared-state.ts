@@ -27,9 +27,13 @@ declare module 'fastify' {
 async function sharedStatePlugin(app: FastifyInstance, settings: Settings): Promise<void> {
   let redis: Redis | undefined;
   if (isDistributed(settings)) {
-    const { createProducerConnection } = await import('../redis/connection.js');
+    const [{ createProducerConnection }, { watchConnection }] = await Promise.all([
+      import('../redis/connection.js'),
+      import('../redis/connection-events.js'),
+    ]);
     redis = createProducerConnection(sharedCacheTargetOf(settings));
-    redis.on('error', () => {}); // surfaced per call; the connection retries in the background
+    // Surfaced per call; the connection retries in the background, logged once down and once back.
+    watchConnection(redis, app.log, 'shared-state');
     app.addHook('onClose', async () => redis?.disconnect());
   }
   const cache: Cache = withCacheMetrics(

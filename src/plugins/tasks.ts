@@ -50,14 +50,16 @@ async function tasksPlugin(app: FastifyInstance, settings: Settings): Promise<vo
     return;
   }
   // Loaded only here: a level without background tasks never loads BullMQ or ioredis.
-  const [{ connectedAddress, createProducerConnection }, { retentionOf, TaskService }] = await Promise.all([
-    import('../redis/connection.js'),
-    import('../tasks/service.js'),
-  ]);
+  const [{ connectedAddress, createProducerConnection }, { watchConnection }, { retentionOf, TaskService }] =
+    await Promise.all([
+      import('../redis/connection.js'),
+      import('../redis/connection-events.js'),
+      import('../tasks/service.js'),
+    ]);
   const target = redisTargetOf(settings);
   const connection = createProducerConnection(target);
-  // Errors surface per request (503); the connection retries in the background and must not crash us.
-  connection.on('error', (error) => app.log.debug({ err: error.message }, 'Redis connection error'));
+  // Errors surface per request (503); the connection retries in the background, logged once down and once back.
+  watchConnection(connection, app.log, 'tasks');
   // Give Redis a moment to answer at start-up, so the first requests find it ready; never block longer.
   await Promise.race([once(connection, 'ready'), setTimeout(STARTUP_REDIS_WAIT_MS)]).catch(() => {});
   const service = new TaskService(connection, settings.QUEUE_PREFIX, retentionOf(settings));

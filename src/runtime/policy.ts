@@ -108,3 +108,17 @@ export function nextFreeSlot(takenSlots: Iterable<number>): number {
   while (taken.has(slot)) slot += 1;
   return slot;
 }
+
+/**
+ * The line to log when a worker's exit status says restarting cannot help (port taken, configuration
+ * refused); undefined for ordinary crashes. Only before the worker was ever ready: a ready worker
+ * that exits later is an ordinary crash, restarted with backoff.
+ */
+export function unrecoverableExit(
+  code: number | null,
+  wasReady: boolean,
+  fatalExits: Readonly<Record<number, string>> = {},
+): string | undefined {
+  if (wasReady || code === null) return undefined;
+  return fatalExits[code];
+}

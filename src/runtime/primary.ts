@@ -10,7 +10,9 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { prepareDatabase } from '../db/prepare.js';
 import { listensWithReusePort, type Settings } from '../settings.js';
+import { EXIT_PORT_IN_USE, portInUseMessage } from './port-in-use.js';
 import { isWorkerMessage, type PrimaryMessage } from './protocol.js';
+import { EXIT_CONFIG } from './startup.js';
 import { type Fork, Supervisor, type SupervisorOptions } from './supervisor.js';
 import { createSupervisorMetrics } from './supervisor-metrics.js';
 
@@ -39,6 +41,10 @@ function supervisorOptions(settings: Settings): SupervisorOptions {
     maxBootAttempts: MAX_BOOT_ATTEMPTS,
     stableUptimeMs: STABLE_UPTIME_MS,
     reusePort: listensWithReusePort(settings),
+    fatalExits: {
+      [EXIT_PORT_IN_USE]: portInUseMessage(settings.PORT, 'PORT'),
+      [EXIT_CONFIG]: 'a worker refused its configuration (its own line above says why)',
+    },
   };
 }
 
@@ -167,6 +173,7 @@ export async function runPrimary(settings: Settings, logger: Logger): Promise<vo
       const status = {
         pid: process.pid,
         level: settings.LEVEL,
+        writtenAt: Date.now(),
         ...http.snapshot(),
         tasks: tasks?.snapshot(),
       };

@@ -8,8 +8,10 @@ export interface Heartbeat {
   requestsServed: number;
   rssBytes: number;
   heapUsedBytes: number;
-  /** Event-loop utilisation (0-1) since the previous heartbeat. */
-  eventLoopUtilization: number;
+  /** Event-loop utilisation (0-1) since the previous heartbeat; absent in the first (nothing measured yet). */
+  eventLoopUtilization?: number;
+  /** A dependency the process waits for before it takes work (a task worker's Redis): not ready meanwhile. */
+  waitingFor?: string;
 }
 
 /**

@@ -51,6 +51,8 @@ export function linkToSupervisor(options: {
   workerTimeoutMs: number;
   gracefulTimeoutMs: number;
   served: () => number;
+  /** What the process still waits for before it takes work (undefined = nothing). */
+  waitingFor?: () => string | undefined;
 }): SupervisorLink {
   let pending: { reason: string; deadlineMs: number } | undefined;
   let handler: DrainHandler | undefined;
@@ -86,23 +88,30 @@ export function linkToSupervisor(options: {
       handler = onDrain;
       if (pending) return requestDrain(pending.reason, pending.deadlineMs);
       sendToPrimary({ type: 'ready' });
-      heartbeat = startHeartbeat(options.served, heartbeatIntervalMs(options.workerTimeoutMs));
+      heartbeat = startHeartbeat(options, heartbeatIntervalMs(options.workerTimeoutMs));
     },
   };
 }
 
-function startHeartbeat(served: () => number, intervalMs: number): NodeJS.Timeout {
-  let lastElu = performance.eventLoopUtilization();
+function startHeartbeat(
+  options: { served: () => number; waitingFor?: () => string | undefined },
+  intervalMs: number,
+): NodeJS.Timeout {
+  let lastElu: ReturnType<typeof performance.eventLoopUtilization> | undefined;
   const beat = () => {
-    const elu = performance.eventLoopUtilization(lastElu);
+    // The first beat has no interval behind it: utilisation is reported from the second one on
+    // (a figure over a few microseconds of start-up reads as "100 % busy").
+    const elu = lastElu && performance.eventLoopUtilization(lastElu);
     lastElu = performance.eventLoopUtilization();
     const memory = process.memoryUsage();
+    const waitingFor = options.waitingFor?.();
     sendToPrimary({
       type: 'heartbeat',
-      requestsServed: served(),
+      requestsServed: options.served(),
       rssBytes: memory.rss,
       heapUsedBytes: memory.heapUsed,
-      eventLoopUtilization: Math.round(elu.utilization * 1000) / 1000,
+      ...(elu ? { eventLoopUtilization: Math.round(elu.utilization * 1000) / 1000 } : {}),
+      ...(waitingFor ? { waitingFor } : {}),
     });
   };
   beat(); // the supervisor has figures from the first moment, even if the loop stalls at once

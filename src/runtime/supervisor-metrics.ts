@@ -73,7 +73,7 @@ export function createSupervisorMetrics() {
         observeWorker(slot, report) {
           const labels = { pool: name, worker: String(slot) };
           rss.set(labels, report.rssBytes);
-          elu.set(labels, report.eventLoopUtilization);
+          if (report.eventLoopUtilization !== undefined) elu.set(labels, report.eventLoopUtilization);
           served.set(labels, report.requestsServed);
         },
       };

@@ -16,6 +16,7 @@ import {
   requestLimitFor,
   restartDelayMs,
   shouldGiveUp,
+  unrecoverableExit,
 } from './policy.js';
 import {
   type Heartbeat,
@@ -42,6 +43,11 @@ export interface SupervisorOptions {
   stableUptimeMs: number;
   /** Workers own SO_REUSEPORT listeners: replacements and survivors take them over (listeners.ts). */
   reusePort?: boolean;
+  /**
+   * Exit statuses that no restart can cure (the port is taken, the configuration is refused), with
+   * the line to log: a worker that exits with one before it was ever ready makes the supervisor give up.
+   */
+  fatalExits?: Readonly<Record<number, string>>;
 }
 
 export type WorkerState = 'booting' | 'ready' | 'draining';
@@ -183,6 +189,15 @@ export class Supervisor {
       return;
     }
     if (expected) return;
+    const fatal = unrecoverableExit(code, record.readyAt !== undefined, this.options.fatalExits);
+    if (fatal) {
+      this.log.fatal(
+        { worker: record.slot, code },
+        `${fatal}; giving up (restarting would fail the same way)`,
+      );
+      this.killAll(code ?? 1);
+      return;
+    }
 
     const reason =
       record.retiring === 'hang' || record.retiring === 'boot_timeout' ? record.retiring : 'crash';
@@ -302,11 +317,13 @@ export class Supervisor {
         worker: record.slot,
         pid: record.pid,
         generation: record.generation,
-        state: record.state,
+        // A booted process still waiting for a dependency (a task worker's Redis) is not ready.
+        state: record.state === 'ready' && record.report?.waitingFor ? 'waiting' : record.state,
+        waitingFor: record.report?.waitingFor,
         ageSeconds: Math.round((Date.now() - record.startedAt) / 1000),
         requestsServed: record.report?.requestsServed ?? 0,
         rssBytes: record.report?.rssBytes ?? 0,
-        eventLoopUtilization: record.report?.eventLoopUtilization ?? 0,
+        eventLoopUtilization: record.report?.eventLoopUtilization,
       })),
     };
   }

@@ -8,6 +8,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import client from 'prom-client';
 import { createWorkerConnection } from '../redis/connection.js';
+import { logUnlessConnectionError, watchConnection } from '../redis/connection-events.js';
 import { redisTargetOf } from '../redis/target.js';
 import type { Settings } from '../settings.js';
 import { queueTelemetry } from '../telemetry/tracing.js';
@@ -48,6 +49,10 @@ export interface TaskWorkers {
   jobsProcessed(): number;
   /** Running and connected: false when this process can no longer take jobs. */
   isHealthy(): boolean;
+  /** True while Redis answers; until then this process takes no job and is not ready. */
+  isConnected(): boolean;
+  /** Resolves once Redis answers (at once when it does). */
+  whenConnected(): Promise<void>;
   /** Stop taking jobs; wait for active ones up to the timeout, then abandon them (they are retried). */
   close(timeoutMs: number): Promise<void>;
 }
@@ -62,9 +67,7 @@ export async function startTaskWorkers(
   process.env.DATABASE_URL = databaseUrl;
   const target = redisTargetOf(settings);
   const connection = createWorkerConnection(target);
-  connection.on('error', (error) =>
-    log.warn({ err: error.message }, 'Redis connection error (reconnecting)'),
-  );
+  const watch = watchConnection(connection, log, 'tasks');
   const lock = {
     lockDuration: settings.TASK_LOCK_DURATION * 1000,
     stalledInterval: settings.TASK_LOCK_DURATION * 1000,
@@ -92,7 +95,8 @@ export async function startTaskWorkers(
   ]);
   let processed = 0;
   for (const [queue, worker] of workers) {
-    worker.on('error', (error) => log.warn({ queue, err: error.message }, 'task worker error'));
+    // BullMQ's blocking clients fail on every retry while Redis is away; the watch said it once.
+    worker.on('error', logUnlessConnectionError(log, { queue }, 'task worker error'));
     // Its worker died holding the job (lock expired): BullMQ puts it back; handlers are idempotent.
     worker.on('stalled', (jobId) => log.warn({ queue, jobId }, 'job stalled; retrying'));
     worker.on('completed', (job: Job) => {
@@ -120,6 +124,8 @@ export async function startTaskWorkers(
     const queue =
       schedulerQueues.get(task.queue) ??
       new Queue(task.queue, { connection, prefix: settings.QUEUE_PREFIX, telemetry: queueTelemetry() });
+    if (!schedulerQueues.has(task.queue))
+      queue.on('error', logUnlessConnectionError(log, { queue: task.queue }, 'scheduler queue error'));
     schedulerQueues.set(task.queue, queue);
     const schedule = task.schedule as { pattern: string; payload: unknown };
     queue
@@ -153,26 +159,52 @@ export async function startTaskWorkers(
   return {
     workers,
     jobsProcessed: () => processed,
-    isHealthy: () =>
-      !closing &&
-      connection.status === 'ready' &&
-      [...workers.values()].every((worker) => worker.isRunning()),
+    isHealthy: () => !closing && watch.isUp() && [...workers.values()].every((worker) => worker.isRunning()),
+    isConnected: () => watch.isUp(),
+    whenConnected: () => watch.whenUp(),
     async close(timeoutMs) {
       closing = true;
-      const graceful = Promise.all([...workers.values()].map((worker) => worker.close()));
-      const timedOut = await Promise.race([
-        graceful.then(() => false),
-        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), timeoutMs).unref()),
-      ]);
+      // With Redis away no job can be completed or handed back, so waiting would only delay the
+      // exit: their locks expire and they are retried (at-least-once).
+      const reachable = watch.isUp();
+      const timedOut =
+        !reachable ||
+        (await bounded(Promise.all([...workers.values()].map((worker) => worker.close())), timeoutMs));
       if (timedOut) {
-        log.warn({ timeoutMs }, 'task shutdown timeout: abandoning active jobs (they will be retried)');
-        await Promise.all([...workers.values()].map((worker) => worker.close(true)));
+        if (reachable)
+          log.warn({ timeoutMs }, 'task shutdown timeout: abandoning active jobs (they will be retried)');
+        else log.warn('Redis unreachable: stopping without waiting for active jobs (they will be retried)');
+        await bounded(
+          Promise.all([...workers.values()].map((worker) => worker.close(true))),
+          FORCED_CLOSE_MS,
+        );
       }
-      await Promise.all([...schedulerQueues.values()].map((queue) => queue.close()));
+      if (reachable)
+        await bounded(
+          Promise.all([...schedulerQueues.values()].map((queue) => queue.close())),
+          FORCED_CLOSE_MS,
+        );
+      else for (const queue of schedulerQueues.values()) void queue.disconnect().catch(() => {});
       subscriber.disconnect();
       connection.disconnect();
     },
   };
+}
+
+/** Longest wait for a forced close (BullMQ's close can hang on a dead connection, bullmq#4163). */
+const FORCED_CLOSE_MS = 2000;
+
+/** Wait for `work` at most `timeoutMs`; true when the time ran out first. */
+async function bounded(work: Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = await Promise.race([
+    work.then(() => false),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  return timedOut;
 }
 
 function observeDuration(queue: QueueName, job: Job): void {

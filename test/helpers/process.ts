@@ -29,6 +29,8 @@ export interface ServerProcess {
   baseUrl: string;
   logs: LogLine[];
   stderr: () => string;
+  /** Every line on stdout or stderr that is not one JSON object (each process must write none). */
+  nonJsonLines: () => string[];
   /** Resolve with the first log line (existing or future) matching the predicate. */
   waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -56,6 +58,7 @@ export function startProcess(env: Record<string, string>, entry = 'dist/main.js'
   const waiters: Array<{ predicate: (line: LogLine) => boolean; resolve: (line: LogLine) => void }> = [];
   let buffered = '';
   let stderr = '';
+  const nonJson: string[] = [];
   child.stdout?.on('data', (chunk: Buffer) => {
     buffered += chunk.toString('utf8');
     const lines = buffered.split('\n');
@@ -66,6 +69,7 @@ export function startProcess(env: Record<string, string>, entry = 'dist/main.js'
         line = JSON.parse(text) as LogLine;
       } catch {
         line = { msg: text };
+        nonJson.push(`stdout: ${text}`);
       }
       logs.push(line);
       for (const waiter of [...waiters]) {
@@ -126,6 +130,13 @@ export function startProcess(env: Record<string, string>, entry = 'dist/main.js'
     baseUrl: `http://127.0.0.1:${port}`,
     logs,
     stderr: () => stderr,
+    nonJsonLines: () => [
+      ...nonJson,
+      ...stderr
+        .split('\n')
+        .filter((text) => text !== '' && !isJsonObject(text))
+        .map((text) => `stderr: ${text}`),
+    ],
     waitForLog,
     exited,
     outputEnded,
@@ -134,6 +145,15 @@ export function startProcess(env: Record<string, string>, entry = 'dist/main.js'
       return exited;
     },
   };
+}
+
+function isJsonObject(text: string): boolean {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+  } catch {
+    return false;
+  }
 }
 
 /** True when something accepts TCP connections on 127.0.0.1:port. */
