@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import authPlugin from './auth/plugin.js';
 import affinityPlugin from './plugins/affinity.js';
 import { useStrictJsonParser } from './plugins/body.js';
+import { dashboardOffRoutes } from './plugins/dashboard-off.js';
 import dbPlugin from './plugins/db.js';
 import docsPlugin from './plugins/docs.js';
 import errorsPlugin from './plugins/errors.js';
@@ -92,6 +93,7 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   // bull-board, BullMQ and ioredis load only where the dashboard is on.
   if (settings.ENABLE_BACKGROUND_TASKS && settings.BULL_BOARD_USER)
     await app.register((await import('./plugins/dashboard.js')).dashboardPlugin, settings);
+  else await app.register(dashboardOffRoutes, settings);
   await app.ready();
   return app as unknown as FastifyInstance;
 }

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { freePort, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
@@ -46,6 +46,16 @@ async function launch() {
   });
 }
 
+/** Uncaught page errors and console errors (a blocked stylesheet or script is one). */
+function collectErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (error) => errors.push(`pageerror: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(`console: ${message.text()}`);
+  });
+  return errors;
+}
+
 describe('bull-board dashboard in a real browser', () => {
   it('refuses the dashboard without credentials, and with wrong ones', async () => {
     const anonymous = await fetch(`${server.baseUrl}/admin/queues`);
@@ -71,8 +81,14 @@ describe('bull-board dashboard in a real browser', () => {
     try {
       const context = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD } });
       const page = await context.newPage();
-      const errors: string[] = [];
-      page.on('pageerror', (error) => errors.push(error.message));
+      const errors = collectErrors(page);
+      // bull-board links its fonts from Google Fonts. CI has no internet, so the stylesheet is answered
+      // here; what this test checks is that the CSP lets the request out (it blocked it before).
+      let fontStylesheetRequested = false;
+      await page.route('https://fonts.googleapis.com/**', (route) => {
+        fontStylesheetRequested = true;
+        return route.fulfill({ status: 200, contentType: 'text/css', body: '' });
+      });
       const response = await page.goto(`${server.baseUrl}/admin/queues`);
       expect(response?.status()).toBe(200);
       await page.getByText('default', { exact: true }).first().waitFor({ timeout: 15_000 });
@@ -80,6 +96,7 @@ describe('bull-board dashboard in a real browser', () => {
       await page.goto(`${server.baseUrl}/admin/queues/queue/cpu?status=delayed`);
       await page.getByText(`#${jobId}`).first().waitFor({ timeout: 15_000 });
       expect(await page.getByText('report.generate').count()).toBeGreaterThan(0);
+      expect(fontStylesheetRequested).toBe(true);
       expect(errors).toEqual([]);
     } finally {
       await browser.close();
@@ -106,8 +123,7 @@ describe('OpenAPI docs UI in a real browser', () => {
     const browser = await launch();
     try {
       const page = await browser.newPage();
-      const errors: string[] = [];
-      page.on('pageerror', (error) => errors.push(error.message));
+      const errors = collectErrors(page);
       const response = await page.goto(`${server.baseUrl}/docs`);
       expect(response?.status()).toBe(200);
       await page.getByText('/api/items/{id}').first().waitFor({ timeout: 15_000 });

@@ -49,7 +49,7 @@ describe.concurrent.each([
     expect(lines[0]?.stack ?? (lines[0]?.err as { stack?: string } | undefined)?.stack).toBeUndefined();
     // No crash loop: each HTTP slot was started once.
     const httpStarts = server.logs.filter((line) => line.msg === 'worker started' && line.pool === 'http');
-    expect(httpStarts.length).toBeLessThanOrEqual(Number(extra.WORKERS ?? 0));
+    expect(httpStarts.length).toBeLessThanOrEqual(Number((extra as Record<string, string>).WORKERS ?? 0));
     expect(server.nonJsonLines()).toEqual([]);
   });
 });

@@ -10,8 +10,8 @@ import { logUnlessConnectionError, watchConnection } from '../redis/connection-e
 import { redisTargetOf } from '../redis/target.js';
 import type { Settings } from '../settings.js';
 import { QUEUE_NAMES } from '../tasks/queues.js';
-
-export const DASHBOARD_PATH = '/admin/queues';
+import { DASHBOARD_PATH } from './dashboard-off.js';
+import { contentSecurityPolicyHook, HTML_CSP_DIRECTIVES } from './security.js';
 
 function safeEqual(given: string, expected: string): boolean {
   const a = Buffer.from(given);
@@ -51,6 +51,15 @@ export async function dashboardPlugin(app: FastifyInstance, settings: Settings):
     },
   });
   app.addHook('onRequest', app.basicAuth);
+  // The page's strict CSP, plus the Google Fonts stylesheet bull-board's HTML links (fonts themselves
+  // load under helmet's default font-src https:); without it Chromium logs a blocked stylesheet.
+  app.addHook(
+    'onRequest',
+    contentSecurityPolicyHook({
+      ...HTML_CSP_DIRECTIVES,
+      'style-src': [...HTML_CSP_DIRECTIVES['style-src'], 'https://fonts.googleapis.com'],
+    }),
+  );
   await app.register(serverAdapter.registerPlugin(), { prefix: DASHBOARD_PATH });
   app.addHook('onClose', async () => {
     await Promise.all(queues.map((queue) => queue.close()));
