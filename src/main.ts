@@ -32,6 +32,7 @@ const tracing = runsApp
     })
   : undefined;
 const logger = createLogger(settings, {}, tracing?.logFields);
+(await import('./console-to-log.js')).routeConsoleToLogger(logger);
 reportTracing(logger, settings);
 
 async function run(): Promise<void> {

@@ -248,6 +248,11 @@ export const settingsSchema = Type.Object({
     description:
       'BullMQ key prefix (also of cache and rate-limit keys); on Redis Cluster use one hash tag such as {bull}',
   }),
+  REDIS_ALLOW_EVICTION: Type.Boolean({
+    default: false,
+    description:
+      "Start task workers in production although Redis's maxmemory-policy is not noeviction (evicted keys lose BullMQ jobs)",
+  }),
   TASK_WORKER_HEALTH_PORT: Type.Integer({
     minimum: 0,
     maximum: 65535,

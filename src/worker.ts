@@ -34,6 +34,7 @@ const logger = createLogger(
   { role: 'task-worker', ...(supervised ? { worker: workerIdentity().workerId } : {}) },
   tracing?.logFields,
 );
+(await import('./console-to-log.js')).routeConsoleToLogger(logger);
 reportTracing(logger, settings);
 
 // Process figures (memory, event-loop lag, GC), as the API processes have.
@@ -81,8 +82,9 @@ async function main(): Promise<void> {
     await database.stop();
     await stopTracing(logger, deadline - Date.now() - 500);
   };
-  // Ready means taking jobs, which needs Redis: said once it answers, not before.
-  void running.whenConnected().then(() =>
+  // Ready means taking jobs, which needs Redis: said once it answers (and keeps jobs), not before.
+  void running.whenConnected().then(async () => {
+    await checkEvictionPolicy(await running.evictionPolicy().catch(() => undefined));
     logger.info(
       {
         concurrency: settings.TASK_CONCURRENCY,
@@ -90,8 +92,8 @@ async function main(): Promise<void> {
         prefix: settings.QUEUE_PREFIX,
       },
       'task worker ready',
-    ),
-  );
+    );
+  });
 
   if (link) {
     link.ready(async (reason) => {
@@ -120,6 +122,23 @@ async function main(): Promise<void> {
       logger.info('task worker stopped');
     },
   );
+}
+
+/** An evicting Redis loses jobs: warned once, and refused in production unless REDIS_ALLOW_EVICTION. */
+async function checkEvictionPolicy(policy: string | undefined): Promise<void> {
+  const { evictionVerdict, evictionWarning } = await import('./redis/eviction-policy.js');
+  const verdict = evictionVerdict(policy, {
+    production: settings.NODE_ENV === 'production',
+    allowEviction: settings.REDIS_ALLOW_EVICTION,
+  });
+  if (verdict === 'safe' || policy === undefined) return;
+  if (verdict === 'warn') return void logger.warn({ policy }, evictionWarning(policy));
+  const { EXIT_CONFIG } = await import('./runtime/startup.js');
+  logger.fatal(
+    { policy, setting: 'REDIS_ALLOW_EVICTION' },
+    `${evictionWarning(policy)}; task workers refuse to start in production (REDIS_ALLOW_EVICTION=true overrides)`,
+  );
+  process.exit(EXIT_CONFIG);
 }
 
 /**

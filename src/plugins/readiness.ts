@@ -1,14 +1,18 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 
-/** Resolves when the dependency answers, optionally with a detail (which server answered); throws when not. */
-export type ReadinessCheck = () => Promise<string | undefined>;
+/**
+ * Resolves when the dependency answers, optionally with a detail (which server answered) and a
+ * warning (up, but misconfigured); throws when not.
+ */
+export type ReadinessCheck = () => Promise<string | { detail?: string; warning?: string } | undefined>;
 
 export interface CheckResult {
   status: 'up' | 'down';
   latencyMs: number;
   detail?: string;
   error?: string;
+  warning?: string;
 }
 
 declare module 'fastify' {
@@ -31,14 +35,19 @@ export async function runChecks(
       const started = performance.now();
       let timer: NodeJS.Timeout | undefined;
       try {
-        const detail = await Promise.race([
+        const answer = await Promise.race([
           check(),
           new Promise((_, reject) => {
             timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
           }),
         ]);
         const latencyMs = Math.round(performance.now() - started);
-        return [name, { status: 'up', latencyMs, ...(typeof detail === 'string' ? { detail } : {}) }];
+        const { detail, warning } =
+          typeof answer === 'string' ? { detail: answer, warning: undefined } : (answer ?? {});
+        return [
+          name,
+          { status: 'up', latencyMs, ...(detail ? { detail } : {}), ...(warning ? { warning } : {}) },
+        ];
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         return [name, { status: 'down', latencyMs: Math.round(performance.now() - started), error: message }];

@@ -3,6 +3,7 @@ import { setTimeout } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import client from 'prom-client';
+import { evictionWarning, readEvictionPolicy, SAFE_POLICY } from '../redis/eviction-policy.js';
 import { describeTarget, redisTargetOf } from '../redis/target.js';
 import type { Settings } from '../settings.js';
 import type { TaskService } from '../tasks/service.js';
@@ -66,11 +67,23 @@ async function tasksPlugin(app: FastifyInstance, settings: Settings): Promise<vo
   app.decorate('tasks', service);
   current = service;
   registerQueueDepth(() => current);
+  // maxmemory-policy: warned once when first reached, and in every readiness answer while unsafe.
+  let warned = false;
+  const policyWarning = async () => {
+    const policy = await readEvictionPolicy(connection);
+    if (!policy || policy === SAFE_POLICY) return undefined;
+    if (!warned) app.log.warn({ policy }, evictionWarning(policy));
+    warned = true;
+    return evictionWarning(policy);
+  };
+  connection.once('ready', () => void policyWarning().catch(() => {}));
+  if (connection.status === 'ready') void policyWarning().catch(() => {});
   // The detail names the server answering, so a Sentinel failover shows as a new address here.
   addReadinessCheck(app, 'redis', async () => {
     await service.ping();
     const address = connectedAddress(connection);
-    return target.kind === 'sentinel' ? `master ${address} (${describeTarget(target)})` : address;
+    const detail = target.kind === 'sentinel' ? `master ${address} (${describeTarget(target)})` : address;
+    return { detail, warning: await policyWarning() };
   });
   app.addHook('onClose', async () => {
     await service.close();

@@ -15,6 +15,7 @@ const Check = Type.Object({
   latencyMs: Type.Number(),
   detail: Type.Optional(Type.String({ description: 'Which server answered (Redis: the master now)' })),
   error: Type.Optional(Type.String()),
+  warning: Type.Optional(Type.String()),
 });
 const Ready = Type.Object({
   status: Type.Union([Type.Literal('ready'), Type.Literal('not_ready'), Type.Literal('shutting_down')]),

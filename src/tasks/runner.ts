@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import client from 'prom-client';
 import { createWorkerConnection } from '../redis/connection.js';
 import { logUnlessConnectionError, watchConnection } from '../redis/connection-events.js';
+import { readEvictionPolicy } from '../redis/eviction-policy.js';
 import { redisTargetOf } from '../redis/target.js';
 import type { Settings } from '../settings.js';
 import { queueTelemetry } from '../telemetry/tracing.js';
@@ -53,6 +54,8 @@ export interface TaskWorkers {
   isConnected(): boolean;
   /** Resolves once Redis answers (at once when it does). */
   whenConnected(): Promise<void>;
+  /** Redis's maxmemory-policy (undefined when it cannot be read). */
+  evictionPolicy(): Promise<string | undefined>;
   /** Stop taking jobs; wait for active ones up to the timeout, then abandon them (they are retried). */
   close(timeoutMs: number): Promise<void>;
 }
@@ -162,6 +165,7 @@ export async function startTaskWorkers(
     isHealthy: () => !closing && watch.isUp() && [...workers.values()].every((worker) => worker.isRunning()),
     isConnected: () => watch.isUp(),
     whenConnected: () => watch.whenUp(),
+    evictionPolicy: () => readEvictionPolicy(connection),
     async close(timeoutMs) {
       closing = true;
       // With Redis away no job can be completed or handed back, so waiting would only delay the
