@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { comparableSets, loadOf } from './compare.js';
 import { DEFAULT_RESULTS_DIR, LOADTEST_DIR, type RouteFigures, type RunResult } from './config.js';
 
 const { values: args } = parseArgs({
@@ -40,17 +41,11 @@ if (args.run) {
   }
 }
 
-/** The newest result per level: file names carry the start time, so the last name sorted wins. */
-function newestPerLevel(): RunResult[] {
-  const byLevel = new Map<number, string>();
-  for (const name of readdirSync(dir)
+/** Every result in the directory; comparableSets picks which may stand side by side. */
+function allResults(): RunResult[] {
+  return readdirSync(dir)
     .filter((n) => /^level-\d-.*\.json$/.test(n))
-    .sort()) {
-    byLevel.set(Number(name.slice(6, 7)), name);
-  }
-  return [...byLevel.entries()]
-    .sort(([a], [b]) => a - b)
-    .map(([, name]) => JSON.parse(readFileSync(join(dir, name), 'utf8')) as RunResult);
+    .map((name) => JSON.parse(readFileSync(join(dir, name), 'utf8')) as RunResult);
 }
 
 const escapeXml = (text: string) =>
@@ -63,6 +58,8 @@ interface Series {
 interface Group {
   level: number;
   values: number[];
+  /** The run's load, printed under its bars. */
+  load: string;
 }
 
 /** A grouped vertical bar chart: one group per level, one bar per series. */
@@ -102,6 +99,7 @@ function barChart(title: string, unit: string, series: Series[], groups: Group[]
     });
     parts.push(
       `<text x="${(left + g * groupWidth + groupWidth / 2).toFixed(1)}" y="${top + plotHeight + 18}" text-anchor="middle">LEVEL=${group.level}</text>`,
+      `<text x="${(left + g * groupWidth + groupWidth / 2).toFixed(1)}" y="${top + plotHeight + 32}" text-anchor="middle" font-size="10">${escapeXml(group.load)}</text>`,
     );
   });
   if (series.length > 1) {
@@ -126,7 +124,7 @@ function kindP99(result: RunResult, kind: string): number {
   return Math.max(0, ...result.routes.filter((r: RouteFigures) => r.kind === kind).map((r) => r.p99Ms));
 }
 
-const results = newestPerLevel();
+const { load, compared: results, setAside } = comparableSets(allResults());
 if (results.length === 0) {
   console.error(`no level-N-*.json results in ${dir}; run \`make load-test\` first (or pass --run)`);
   process.exit(1);
@@ -138,7 +136,7 @@ writeFileSync(
     'Throughput per level (total)',
     'responses/s',
     [{ label: 'throughput', color: '#4e79a7' }],
-    results.map((r) => ({ level: r.level, values: [r.total.throughput] })),
+    results.map((r) => ({ level: r.level, values: [r.total.throughput], load: loadOf(r) })),
   ),
 );
 writeFileSync(
@@ -147,7 +145,7 @@ writeFileSync(
     'p99 latency per level (total)',
     'ms',
     [{ label: 'p99', color: '#e15759' }],
-    results.map((r) => ({ level: r.level, values: [r.total.p99Ms] })),
+    results.map((r) => ({ level: r.level, values: [r.total.p99Ms], load: loadOf(r) })),
   ),
 );
 writeFileSync(
@@ -159,23 +157,35 @@ writeFileSync(
       { label: 'CPU-bound (hash) p99', color: '#f28e2b' },
       { label: 'I/O-bound (sleep) p99', color: '#59a14f' },
     ],
-    results.map((r) => ({ level: r.level, values: [kindP99(r, 'cpu'), kindP99(r, 'io')] })),
+    results.map((r) => ({ level: r.level, values: [kindP99(r, 'cpu'), kindP99(r, 'io')], load: loadOf(r) })),
   ),
 );
 
-const rows = results.map(
-  (r) =>
-    `| LEVEL=${r.level} | ${r.runner} | ${r.rate}/s × ${r.duration} s${r.quick ? ' (quick)' : ''} | ${r.total.throughput} | ${r.total.p50Ms} | ${r.total.p95Ms} | ${r.total.p99Ms} | ${(r.total.errorRate * 100).toFixed(2)}% | ${kindP99(r, 'cpu')} | ${kindP99(r, 'io')} | ${r.passed ? 'passed' : `failed: ${r.failures.join('; ')}`} | ${r.startedAt} |`,
-);
+const row = (r: RunResult) =>
+  `| LEVEL=${r.level} | ${r.runner} | ${r.rate}/s × ${r.duration} s${r.quick ? ' (quick)' : ''} | ${r.total.throughput} | ${r.total.p50Ms} | ${r.total.p95Ms} | ${r.total.p99Ms} | ${(r.total.errorRate * 100).toFixed(2)}% | ${kindP99(r, 'cpu')} | ${kindP99(r, 'io')} | ${r.passed ? 'passed' : `failed: ${r.failures.join('; ')}`} | ${r.startedAt} |`;
+const header = `| level | runner | load | req/s | p50 ms | p95 ms | p99 ms | errors | CPU-bound p99 ms | I/O-bound p99 ms | thresholds | started |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`;
+const setAsideSection =
+  setAside.length === 0
+    ? ''
+    : `
+## Set aside: runs with another load
+
+These levels have no run at ${load}; their newest runs ran another load, so they are listed here
+and left out of the charts (a shorter or lighter run is not a speed-up).
+
+${header}
+${setAside.map(row).join('\n')}
+`;
 const report = `# Performance report
 
-Newest load-test result per level from \`${dir}\`, written by \`loadtest/report.ts\`.
-All levels ran the same open-model scenario from \`loadtest/scenarios.json\`; compare runs only
-when rate, duration, runner and machine match (see docs/load-testing.md).
+Load-test results from \`${dir}\`, written by \`loadtest/report.ts\`. Only like is compared with
+like: every level below ran the same load, **${load}** (the newest run's), on this machine; per
+level the newest run with that load is shown, and each chart's bars carry it. Runs with another
+load are set aside at the end.
 
-| level | runner | load | req/s | p50 ms | p95 ms | p99 ms | errors | CPU-bound p99 ms | I/O-bound p99 ms | thresholds | started |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-${rows.join('\n')}
+${header}
+${results.map(row).join('\n')}
 
 ## Throughput
 
@@ -188,6 +198,6 @@ ${rows.join('\n')}
 ## CPU-bound vs I/O-bound routes
 
 ![CPU-bound vs I/O-bound p99 per level](cpu-vs-io.svg)
-`;
+${setAsideSection}`;
 writeFileSync(join(dir, 'performance-report.md'), report);
 console.log(`wrote ${join(dir, 'performance-report.md')} and throughput.svg, p99.svg, cpu-vs-io.svg`);

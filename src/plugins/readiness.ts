@@ -35,15 +35,15 @@ export async function runChecks(
       const started = performance.now();
       let timer: NodeJS.Timeout | undefined;
       try {
-        const answer = await Promise.race([
+        const answer = await Promise.race<Awaited<ReturnType<ReadinessCheck>>>([
           check(),
           new Promise((_, reject) => {
             timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
           }),
         ]);
         const latencyMs = Math.round(performance.now() - started);
-        const { detail, warning } =
-          typeof answer === 'string' ? { detail: answer, warning: undefined } : (answer ?? {});
+        const { detail, warning }: { detail?: string; warning?: string } =
+          typeof answer === 'string' ? { detail: answer } : (answer ?? {});
         return [
           name,
           { status: 'up', latencyMs, ...(detail ? { detail } : {}), ...(warning ? { warning } : {}) },
