@@ -464,7 +464,10 @@ export interface operations {
                             [key: string]: {
                                 status: "up" | "down";
                                 latencyMs: number;
+                                /** @description Which server answered (Redis: the master now) */
+                                detail?: string;
                                 error?: string;
+                                warning?: string;
                             };
                         };
                     };
@@ -482,7 +485,10 @@ export interface operations {
                             [key: string]: {
                                 status: "up" | "down";
                                 latencyMs: number;
+                                /** @description Which server answered (Redis: the master now) */
+                                detail?: string;
                                 error?: string;
+                                warning?: string;
                             };
                         };
                     };
