@@ -87,6 +87,17 @@ export interface RouteFigures {
   maxMs: number;
 }
 
+/** One second of the load window: what completed in it (plain request routes together). */
+export interface SecondSample {
+  /** Seconds since the load started (0 = the first second). */
+  second: number;
+  requests: number;
+  errors: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+}
+
 export interface RunResult {
   level: number;
   scenario: string;
@@ -100,6 +111,8 @@ export interface RunResult {
   routes: RouteFigures[];
   /** Every plain request route together (task flows are judged on their own). */
   total: RouteFigures;
+  /** Per-second samples (autocannon runs); k6 runs keep only its end-of-run summary, so none. */
+  perSecond?: SecondSample[];
   failures: string[];
   passed: boolean;
 }

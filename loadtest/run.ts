@@ -33,8 +33,10 @@ import {
   type RunResult,
   resolveScenario,
   round,
+  type SecondSample,
   type Thresholds,
 } from './config.js';
+import { Timeline } from './timeline.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -203,6 +205,7 @@ class Recorder {
   constructor(
     readonly route: RouteSpec,
     readonly targetRate: number,
+    readonly timeline?: Timeline,
   ) {}
   figures(elapsedSeconds: number): RouteFigures {
     return figuresOf(this.route.name, this.route.kind, this.targetRate, this, elapsedSeconds);
@@ -258,17 +261,21 @@ function runRoute(base: string, recorder: Recorder, itemId: number): Promise<voi
       (error) => (error ? fail(error) : done()),
     );
     instance.on('response', (_client, statusCode, _bytes, responseTime) => {
+      const ok = statusCode >= 200 && statusCode < 400;
       recorder.requests += 1;
-      if (statusCode < 200 || statusCode >= 400) recorder.errors += 1;
-      recorder.latencies.push(responseTime);
+      if (!ok) recorder.errors += 1;
+      const latencies = [responseTime];
       for (let missed = responseTime - expectedIntervalMs, n = 0; missed > 0 && n < 1000; n += 1) {
-        recorder.latencies.push(missed);
+        latencies.push(missed);
         missed -= expectedIntervalMs;
       }
+      recorder.latencies.push(...latencies);
+      recorder.timeline?.record(ok, latencies);
     });
     instance.on('reqError', () => {
       recorder.requests += 1;
       recorder.errors += 1;
+      recorder.timeline?.record(false, []);
     });
   });
 }
@@ -309,10 +316,15 @@ async function runTaskFlow(recorder: Recorder): Promise<void> {
   await Promise.all(flows);
 }
 
-async function runAutocannon(base: string): Promise<{ recorders: Recorder[]; elapsed: number }> {
+async function runAutocannon(
+  base: string,
+): Promise<{ recorders: Recorder[]; elapsed: number; perSecond: SecondSample[] }> {
   const itemId = await seedItem(base);
   await warmUp(base, itemId);
-  const recorders = scenario.routes.map((route) => new Recorder(route, rate * route.weight));
+  const timeline = new Timeline();
+  const recorders = scenario.routes.map(
+    (route) => new Recorder(route, rate * route.weight, route.flow === undefined ? timeline : undefined),
+  );
   const started = performance.now();
   const progress = setInterval(() => {
     const requests = recorders.reduce((sum, r) => sum + r.requests, 0);
@@ -329,7 +341,8 @@ async function runAutocannon(base: string): Promise<{ recorders: Recorder[]; ela
   } finally {
     clearInterval(progress);
   }
-  return { recorders, elapsed: duration }; // throughput over the load window
+  // Throughput over the load window; per-second samples keep the stragglers after it too.
+  return { recorders, elapsed: duration, perSecond: timeline.samples() };
 }
 
 interface K6Metric {
@@ -458,13 +471,15 @@ async function main(): Promise<number> {
   }
   let routes: RouteFigures[];
   let total: RouteFigures;
+  let perSecond: SecondSample[] | undefined;
   try {
     await waitReady(`${base}/health/ready`, child);
     log(`load: ${runner}, scenario ${scenario.name}, ${rate}/s for ${duration} s (open model)`);
     if (runner === 'k6') {
       ({ routes, total } = await runK6(base));
     } else {
-      const { recorders, elapsed } = await runAutocannon(base);
+      const { recorders, elapsed, ...rest } = await runAutocannon(base);
+      perSecond = rest.perSecond;
       routes = recorders.map((r) => r.figures(elapsed));
       const plain = recorders.filter((r) => r.route.flow === undefined);
       total = figuresOf(
@@ -498,6 +513,7 @@ async function main(): Promise<number> {
     thresholds,
     routes,
     total,
+    ...(perSecond ? { perSecond } : {}),
     failures,
     passed: failures.length === 0,
   };

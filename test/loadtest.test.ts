@@ -142,7 +142,7 @@ describe('load test runner (autocannon fallback) and report', () => {
     }
   }, 90_000);
 
-  it('writes the performance report with one bar per level in each SVG', async () => {
+  it('writes the performance report with every level in each Vega chart', async () => {
     // Levels 2 and 3 are derived from the real LEVEL=1 result so the report has three levels to chart.
     const [json] = readdirSync(resultsDir).filter((name) => /^level-1-.*\.json$/.test(name));
     const level1 = JSON.parse(readFileSync(join(resultsDir, json as string), 'utf8')) as RunResult;
@@ -166,13 +166,24 @@ describe('load test runner (autocannon fallback) and report', () => {
     expect(report).toContain('LEVEL=1');
     expect(report).toContain('LEVEL=3');
     expect(report).toContain(level1.startedAt);
-    for (const svg of ['throughput.svg', 'p99.svg', 'cpu-vs-io.svg']) {
+    // The real LEVEL=1 run recorded per-second samples; each level gets its over-time chart.
+    expect(level1.perSecond?.length ?? 0).toBeGreaterThanOrEqual(level1.duration);
+    const charts = ['latency-percentiles.svg', 'throughput.svg', 'errors.svg'];
+    for (const svg of [
+      ...charts,
+      'over-time-level-1.svg',
+      'over-time-level-2.svg',
+      'over-time-level-3.svg',
+    ]) {
       expect(report).toContain(`](${svg})`);
       const text = readFileSync(join(resultsDir, svg), 'utf8');
       assertWellFormedXml(text);
-      for (const level of [1, 2, 3]) {
-        expect(text, `${svg} level ${level}`).toMatch(new RegExp(`<rect[^>]*data-level="${level}"`));
-      }
+      expect(text, svg).toContain('role-axis');
+    }
+    for (const svg of charts) {
+      const text = readFileSync(join(resultsDir, svg), 'utf8');
+      for (const level of [1, 2, 3])
+        expect(text, `${svg} level ${level}`).toContain(`>LEVEL=${level}</text>`);
     }
   }, 90_000);
 });
