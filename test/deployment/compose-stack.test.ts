@@ -3,7 +3,10 @@
  * built from the Dockerfile and official or stand-in bases (helpers/base-images.ts): migrations once, api
  * and worker healthy, data kept across down/up, a task done by the worker container, a graceful stop with
  * requests in flight, a zero-failure rolling reload (SIGHUP) of a LEVEL=3 API container under load, and
- * the proxy profile's nginx failing over from a killed replica without a failed GET.
+ * the proxy profile's nginx failing over from a killed replica without a failed GET, and the monitoring
+ * profile's Prometheus finding and scraping every API and worker container of that same stack. Only
+ * `prometheus` of the monitoring profile is started (named on `up`): Grafana, the OpenTelemetry
+ * collector and Jaeger have no Debian package to stand in for their images (schema-checked elsewhere).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +36,7 @@ describe.skipIf(Boolean(skip))('docker-compose.yml on a real engine', () => {
   let project: ComposeProject;
   let api: string;
   let proxy: string;
+  let prometheus: string;
 
   const one = async (service: string): Promise<string> => {
     const [id] = await project.containers(service);
@@ -49,19 +53,22 @@ describe.skipIf(Boolean(skip))('docker-compose.yml on a real engine', () => {
 
   beforeAll(async () => {
     engine = await startEngine();
-    await ensureBaseImages(engine, ['node', 'postgres', 'redis', 'nginx']);
+    await ensureBaseImages(engine, ['node', 'postgres', 'redis', 'nginx', 'prometheus']);
     await buildAppImage(engine);
     const port = await freePort();
     const proxyPort = await freePort();
+    const prometheusPort = await freePort();
     project = composeProject(engine, `nlscompose${process.pid}`, {
       API_HOST_PORT: String(port),
       PROXY_HOST_PORT: String(proxyPort),
       // What a user puts in .env: production refuses to sign tokens without a strong key.
       AUTH_SECRET: 'compose-test-signing-key-0123456789-abcdefgh',
       ...TEST_USER_ENV,
+      PROMETHEUS_HOST_PORT: String(prometheusPort),
     });
     api = `http://127.0.0.1:${port}`;
     proxy = `http://127.0.0.1:${proxyPort}`;
+    prometheus = `http://127.0.0.1:${prometheusPort}`;
   }, 45 * 60_000);
 
   afterAll(async () => {
@@ -197,6 +204,70 @@ describe.skipIf(Boolean(skip))('docker-compose.yml on a real engine', () => {
       const second = await again.stop();
       expect(second.failed, second.failures.slice(0, 5).join('\n')).toBe(0);
       expect(await requestsServed(victim)).toBeGreaterThan(before + 10);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  interface Target {
+    labels: { job: string; instance: string };
+    health: string;
+    lastError: string;
+  }
+
+  /** The api and tasks targets Prometheus has discovered, once it has scraped each of them at least once. */
+  async function appTargets(expected: number): Promise<Target[]> {
+    const deadline = Date.now() + 120_000;
+    let targets: Target[] = [];
+    while (Date.now() < deadline) {
+      const response = await fetch(`${prometheus}/api/v1/targets?state=active`).catch(() => undefined);
+      if (response?.ok) {
+        const body = (await response.json()) as { data: { activeTargets: Target[] } };
+        targets = body.data.activeTargets.filter(({ labels }) => labels.job !== 'prometheus');
+        if (targets.length >= expected && targets.every(({ health }) => health !== 'unknown')) return targets;
+      }
+      await sleep(1000);
+    }
+    throw new Error(`Prometheus did not scrape ${expected} app targets in time: ${JSON.stringify(targets)}`);
+  }
+
+  it(
+    '--profile monitoring: Prometheus finds every API and worker container through DNS discovery, all targets up',
+    async () => {
+      // The proxy test's stack (api, api-replicas, worker) plus Prometheus alone of the monitoring profile.
+      await project.run([
+        '--profile',
+        'proxy',
+        '--profile',
+        'monitoring',
+        'up',
+        '--detach',
+        '--no-build',
+        'prometheus',
+      ]);
+      await waitHealthy(engine, await one('prometheus'));
+      const apis = [await one('api'), ...(await project.containers('api-replicas'))];
+      const workers = await project.containers('worker');
+      const addressOf = async (id: string) =>
+        (
+          await engine.docker([
+            'inspect',
+            '--format',
+            '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}',
+            id,
+          ])
+        ).stdout.trim();
+      const expected = [
+        ...(await Promise.all(apis.map(async (id) => `api ${await addressOf(id)}:3000`))),
+        ...(await Promise.all(workers.map(async (id) => `tasks ${await addressOf(id)}:3001`))),
+      ].sort();
+      const targets = await appTargets(expected.length);
+      process.stdout.write(
+        `[compose-stack] Prometheus targets: ${targets.map((t) => `${t.labels.job} ${t.labels.instance} ${t.health}`).join(', ')}\n`,
+      );
+      expect(targets.map(({ labels }) => `${labels.job} ${labels.instance}`).sort()).toEqual(expected);
+      expect(
+        targets.filter(({ health }) => health !== 'up').map((t) => `${t.labels.instance}: ${t.lastError}`),
+      ).toEqual([]);
     },
     TEST_TIMEOUT_MS,
   );
