@@ -129,8 +129,8 @@ k8s-status: ## Deployments, pods, autoscalers, disruption budgets and the migrat
 image: ## Build the image (node-levels-starter:local) with your Docker: plain docker build
 	docker build -t node-levels-starter:local .
 
-compose-test: node install ## Only the container tests: the image and the compose stack on a real engine (own dockerd as root; CONTAINER_TEST_ENGINE=system uses yours)
-	npx vitest run test/deployment/image.test.ts test/deployment/compose-stack.test.ts
+compose-test: node install ## Only the container tests: the image, the compose stack and the Swarm stack on a real engine (own dockerd as root; CONTAINER_TEST_ENGINE=system uses yours)
+	npx vitest run test/deployment/image.test.ts test/deployment/compose-stack.test.ts test/deployment/swarm.test.ts
 
 compose-up: ## docker compose up --build (api, worker, PostgreSQL, Redis); PROFILE=proxy|traefik|monitoring adds a proxy or Prometheus + Grafana
 	docker compose $(if $(PROFILE),--profile $(PROFILE)) up --build

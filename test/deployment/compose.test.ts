@@ -57,8 +57,12 @@ const command = (svc: ComposeService) => (Array.isArray(svc.command) ? svc.comma
 const defaultSeconds = (name: 'GRACEFUL_TIMEOUT' | 'TASK_SHUTDOWN_TIMEOUT' | 'KEEP_ALIVE_TIMEOUT') =>
   settingDefault(name) as number;
 
-/** Compose-only: the host side of published ports (docker-compose.yml header), not app settings. */
-const HOST_PORT_VARIABLES = [
+/**
+ * Deployment-only, not app settings: the host side of published ports (docker-compose.yml header) and
+ * the image the Swarm stack runs (stack.yml header).
+ */
+const DEPLOY_VARIABLES = [
+  'APP_IMAGE',
   'API_HOST_PORT',
   'PROXY_HOST_PORT',
   'TRAEFIK_HOST_PORT',
@@ -82,7 +86,7 @@ describe('compose variables', () => {
     const used = [...new Set(FILES.flatMap((file) => interpolatedNames(rawStrings(file).join('\n'))))].sort();
     expect(used).toEqual(expect.arrayContaining(['LEVEL', 'DATABASE_URL', 'REDIS_URL']));
     expect(
-      used.filter((name) => !names.has(name) && !HOST_PORT_VARIABLES.includes(name)),
+      used.filter((name) => !names.has(name) && !DEPLOY_VARIABLES.includes(name)),
       `used: ${used.join(', ')}`,
     ).toEqual([]);
   });
