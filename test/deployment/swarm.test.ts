@@ -45,6 +45,8 @@ describe.skipIf(Boolean(skip))('deployment/swarm/stack.yml on a one-node swarm',
       APP_IMAGE: image,
       DATABASE_URL: 'postgres://app:app@postgres:5432/app',
       REDIS_URL: 'redis://redis:6379',
+      // What an operator exports: production refuses to sign tokens without a strong key.
+      AUTH_SECRET: 'swarm-test-signing-key-0123456789-abcdefghij',
     });
     deployed = true;
   }, 45 * 60_000);
