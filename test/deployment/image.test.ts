@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/process.js';
-import { TEST_USER_ENV } from '../helpers/user.js';
+import { signInOverHttp, TEST_USER_ENV } from '../helpers/user.js';
 import { type AppImage, buildAppImage, imageSize } from './helpers/app-image.js';
 import { ensureBaseImages } from './helpers/base-images.js';
 import { containerTest } from './helpers/container-test.js';
@@ -319,7 +319,7 @@ describe.skipIf(Boolean(skip))('the image on a real Docker engine', () => {
     await waitForOk(`${base}/health/ready`);
     const created = await fetch(`${base}/api/items`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...(await signInOverHttp(base)) },
       body: JSON.stringify({ name: 'from the image' }),
     });
     expect(created.status).toBe(201);
