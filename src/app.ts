@@ -14,10 +14,10 @@ import lifecyclePlugin from './plugins/lifecycle.js';
 import metricsPlugin, { type MetricsOptions } from './plugins/metrics.js';
 import { ProblemSchema } from './plugins/problem.js';
 import readinessPlugin from './plugins/readiness.js';
+import { createSchemaCompilers } from './plugins/schema-compilers.js';
 import securityPlugin from './plugins/security.js';
 import sharedStatePlugin from './plugins/shared-state.js';
 import tasksPlugin from './plugins/tasks.js';
-import { buildValidator } from './plugins/validation.js';
 import { authRoutes } from './routes/auth.js';
 import { exampleRoutes } from './routes/examples.js';
 import { healthRoutes, type ProcessIdentity } from './routes/health.js';
@@ -25,6 +25,13 @@ import { Item, itemRoutes } from './routes/items.js';
 import { enqueueSchemas, taskRoutes } from './routes/tasks.js';
 import type { Settings } from './settings.js';
 import { activeTracing } from './telemetry/tracing.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Compile the route schemas no request has needed yet; resolves with how many. */
+    compilePendingSchemas(): Promise<number>;
+  }
+}
 
 export interface AppOptions {
   logger: Logger;
@@ -37,12 +44,15 @@ const packageVersion = (
 ).version;
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+/** How long after listening the schemas no request has used yet are compiled. */
+const SCHEMA_WARM_DELAY_MS = 1000;
 
 /**
  * The service as a Fastify instance, ready to listen: external plugins, then app plugins, then routes.
  * It knows nothing about levels, clusters or signals (see src/runtime/).
  */
 export async function buildApp(settings: Settings, options: AppOptions): Promise<FastifyInstance> {
+  const schemas = createSchemaCompilers();
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: settings.BODY_LIMIT,
@@ -60,8 +70,9 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
       const incoming = request.headers['x-request-id'];
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
-    // Strict bodies, canonical-only coercion of path and query values (plugins/validation.ts).
-    schemaController: { compilersFactory: { buildValidator } },
+    // Strict bodies, canonical-only coercion of path and query values (plugins/validation.ts),
+    // each schema compiled on first use (plugins/schema-compilers.ts).
+    schemaController: { compilersFactory: schemas.compilersFactory },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Tracing on: its plugin comes first so that every hook and route is covered. Off: nothing at all.
@@ -94,6 +105,17 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   if (settings.ENABLE_BACKGROUND_TASKS && settings.BULL_BOARD_USER)
     await app.register((await import('./plugins/dashboard.js')).dashboardPlugin, settings);
   else await app.register(dashboardOffRoutes, settings);
+  // Once listening (and the sibling workers have had time to boot), compile the schemas no
+  // request has needed yet, so that the first request of a route does not pay for it.
+  app.decorate('compilePendingSchemas', () => schemas.compilePending());
+  app.addHook('onListen', (done) => {
+    setTimeout(() => {
+      schemas
+        .compilePending()
+        .catch((error: unknown) => app.log.error({ err: error }, 'a route schema failed to compile'));
+    }, SCHEMA_WARM_DELAY_MS).unref();
+    done();
+  });
   await app.ready();
   return app as unknown as FastifyInstance;
 }

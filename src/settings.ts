@@ -1,12 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseEnv } from 'node:util';
-import envSchema from 'env-schema';
 import { type Static, Type } from 'typebox';
 import { checkAuthSettings } from './auth/settings-check.js';
 import { redisConfigured } from './redis/target.js';
 import { describeExpected, formatSettingsErrors, type SettingProblem } from './settings-errors.js';
 import { checkRedisSettings } from './settings-redis.js';
+import { type AjvError, settingsValidator } from './settings-validator.js';
 
 /**
  * Every environment variable the service reads, declared once: type, default, description.
@@ -507,23 +507,14 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, options: Load
   for (const key of Object.keys(explicit)) if (explicit[key] === '') delete explicit[key];
 
   const data = { ...presetFor(explicit.LEVEL, explicit), ...explicit };
-  let settings: Settings;
-  try {
-    settings = envSchema<Settings>({ schema: structuredClone(settingsSchema), data, env: false });
-  } catch (error) {
-    const ajvErrors = (error as { errors?: AjvError[] }).errors ?? [];
-    throw new SettingsError(problemsFromAjv(ajvErrors, data));
-  }
+  const validate = settingsValidator(settingsSchema);
+  const coerced: Record<string, unknown> = { ...data };
+  if (!validate(coerced)) throw new SettingsError(problemsFromAjv(validate.errors ?? [], data));
+  const settings = coerced as Settings;
   const problems = checkSemantics(settings, options.signsTokens ?? false);
   if (problems.length > 0) throw new SettingsError(problems);
   if (settings.WORKERS === 0) settings.WORKERS = availableParallelism();
   return settings;
-}
-
-interface AjvError {
-  instancePath: string;
-  keyword: string;
-  params: Record<string, unknown>;
 }
 
 function problemsFromAjv(errors: AjvError[], data: Record<string, string>): SettingProblem[] {

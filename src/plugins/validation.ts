@@ -65,14 +65,22 @@ function canonicalOnly(schema: { properties?: Record<string, PropertySchema> }, 
   return validate;
 }
 
-/** Fastify `schemaController.compilersFactory.buildValidator`: strict bodies, canonical coercion elsewhere. */
+/**
+ * Fastify `schemaController.compilersFactory.buildValidator`: strict bodies, canonical coercion
+ * elsewhere. Each Ajv instance is created when its first schema compiles (see schema-compilers.ts).
+ */
 function buildStrictValidator(externalSchemas: unknown, serverOptions: { customOptions?: object } = {}) {
-  const strict = AjvCompiler()(externalSchemas as ExternalSchemas, {
-    customOptions: { ...serverOptions.customOptions, ...COMMON, coerceTypes: false },
-  }) as Compiler;
-  const coercing = AjvCompiler()(externalSchemas as ExternalSchemas, {
-    customOptions: { ...serverOptions.customOptions, ...COMMON, coerceTypes: 'array' },
-  }) as Compiler;
+  const ajvCompiler = (coerceTypes: false | 'array') => {
+    let compiler: Compiler | undefined;
+    return (route: Parameters<Compiler>[0]) => {
+      compiler ??= AjvCompiler()(externalSchemas as ExternalSchemas, {
+        customOptions: { ...serverOptions.customOptions, ...COMMON, coerceTypes },
+      }) as Compiler;
+      return compiler(route);
+    };
+  };
+  const strict = ajvCompiler(false);
+  const coercing = ajvCompiler('array');
   return (route: { schema: FastifySchema; method: string; url: string; httpPart?: string }) => {
     if (route.httpPart === 'body') return strict(route);
     return canonicalOnly(route.schema as { properties?: Record<string, PropertySchema> }, coercing(route));
