@@ -91,6 +91,8 @@ async function measure(databaseUrl: string, port: number, env: Record<string, st
       HOST: '127.0.0.1',
       PORT: String(port),
       DATABASE_URL: databaseUrl,
+      // Production refuses to start without a strong signing secret.
+      AUTH_SECRET: randomBytes(48).toString('base64'),
       LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
       ...env,
     },
