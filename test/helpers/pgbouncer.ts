@@ -37,7 +37,10 @@ export async function startPgBouncer(upstreamUrl: string, options: PgBouncerOpti
   const port = await freePort();
   const logFile = join(dir, 'pgbouncer.log');
   const config = join(dir, 'pgbouncer.ini');
-  writeFileSync(join(dir, 'userlist.txt'), `"${user}" ""\n`);
+  // Clients get in without a password (trust); PgBouncer logs in to the server with this one (the
+  // embedded PostgreSQL of a plain `make test` has one, the machine's trust server ignores it).
+  const password = decodeURIComponent(upstream.password).replaceAll('"', '""');
+  writeFileSync(join(dir, 'userlist.txt'), `"${user}" "${password}"\n`);
   writeFileSync(
     config,
     [
