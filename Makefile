@@ -87,7 +87,7 @@ scale-down: ## LEVEL>=3: one worker fewer, drained gracefully (SIGTTOU)
 status: node dist/main.js ## LEVEL>=2: workers, pids, ages, requests served, memory
 	node dist/runtime/status.js
 
-bench: node install ## Template cost vs bare Fastify; LEVEL=3 (both listen modes) vs PM2 and Watt, keep-alive and Connection: close; start, RSS, reloads (medians of BENCH_REPEATS=3)
+bench: node install ## Template cost vs bare Fastify (alternating slices); LEVEL=3 (both listen modes) vs PM2 and Watt, keep-alive and Connection: close; start, RSS, reloads (medians of BENCH_REPEATS=3); BENCH_ONLY=cost|clusters
 	npx tsx scripts/bench.ts
 
 bench-tasks: node dist/main.js ## Task system vs raw BullMQ (no-op jobs), enqueue endpoint, enqueue-to-start latency

@@ -2,13 +2,16 @@
  * `make bench`: the template's own cost and the supervised cluster against PM2 and Watt, side by
  * side in one run on this machine, printing ratios (scripts/bench/setups.ts has the setups).
  *   1. Template cost: LEVEL=1 vs a bare Fastify 5 app that logs one pino line per request, both
- *      logging at info to /dev/null: GET /api/examples/hash?rounds=1 and /health/live, RSS after warm-up.
+ *      logging at info to /dev/null, both running at once with the load alternating between them in
+ *      BENCH_SLICES (10) slices of BENCH_SLICE_SECONDS (3) per route (scripts/bench/paired.ts):
+ *      GET /api/examples/hash?rounds=1 and /health/live as the median ratio of the pairs, RSS after.
  *   2. Cluster of BENCH_WORKERS: LEVEL=3 with SO_REUSEPORT listeners, LEVEL=3 with the primary's
  *      round-robin, PM2 `-i N`, Watt with N workers; keep-alive and `Connection: close` clients;
  *      start to all workers answering; RSS per process.
  *   3. Reload under load for each cluster setup, both kinds of client: failed requests.
  *   4. The CPU-bound route (BENCH_ROUNDS SHA-256 rounds, 2000) on LEVEL=1 and every cluster setup.
- * Every setup runs BENCH_REPEATS times, rotating the order; each figure is that setup's median run.
+ * Every cluster setup runs BENCH_REPEATS times, rotating the order; each figure is that setup's median run.
+ * BENCH_ONLY=cost or BENCH_ONLY=clusters runs one part.
  * Settings: BENCH_DURATION (s, 8), BENCH_CONNECTIONS (32), BENCH_WORKERS (2), BENCH_REPEATS (3),
  * BENCH_ROUNDS (2000), BENCH_PORT (3700), BENCH_SKIP_WATT (1 = leave Watt out). Needs wrk for the Connection: close rows.
  */
@@ -20,6 +23,7 @@ import { pino } from 'pino';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { migrateUp } from '../src/db/migrate.js';
 import { hasWrk, type LoadFigures, load } from './bench/load.js';
+import { describeRatios, pairedLoads } from './bench/paired.js';
 import { bare, ours, pm2, ROOT, type Running, type Setup, watt } from './bench/setups.js';
 import { median, medianRun, repeatsFromEnv, runRotated } from './repeat.js';
 
@@ -29,6 +33,11 @@ const workers = Number(process.env.BENCH_WORKERS ?? 2);
 const repeats = repeatsFromEnv(3);
 const port = Number(process.env.BENCH_PORT ?? 3700);
 const withWatt = process.env.BENCH_SKIP_WATT !== '1';
+/** BENCH_ONLY=cost or BENCH_ONLY=clusters runs one part (clusters includes the reloads). */
+const only = process.env.BENCH_ONLY;
+/** The template-cost rows: alternating slices per app and route, and their length (s). */
+const slices = Number(process.env.BENCH_SLICES ?? 10);
+const sliceSeconds = Number(process.env.BENCH_SLICE_SECONDS ?? 3);
 const HASH = '/api/examples/hash?rounds=1';
 /** CPU-bound requests: what more processes buy (LEVEL=1 vs the clusters). */
 const CPU = `/api/examples/hash?rounds=${Number(process.env.BENCH_ROUNDS ?? 2000)}`;
@@ -37,8 +46,6 @@ const LIVE = '/health/live';
 interface Run {
   readyMs: number;
   rssMb: number[];
-  /** RSS of every process right after each load, by load. */
-  rssAfter: Record<string, number[]>;
   figures: Record<string, LoadFigures>;
 }
 
@@ -52,12 +59,10 @@ async function measure(
   try {
     await load(`${running.base}${HASH}`, { seconds: 2, connections });
     const figures: Record<string, LoadFigures> = {};
-    const rssAfter: Record<string, number[]> = {};
     for (const [key, { path, close }] of Object.entries(loads)) {
       figures[key] = await load(`${running.base}${path}`, { seconds: duration, connections, close });
-      rssAfter[key] = running.rssMb();
     }
-    return { readyMs: running.readyMs, rssMb: running.rssMb(), rssAfter, figures };
+    return { readyMs: running.readyMs, rssMb: running.rssMb(), figures };
   } finally {
     await running.stop();
     await sleep(300);
@@ -79,8 +84,53 @@ async function reloadUnderLoad(setup: Setup, env: Record<string, string>, close:
 }
 
 const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}x` : 'n/a');
+const medianOf = (runs: Run[], key: string) => medianRun(runs, (run) => rps(run, key));
+const all = (runs: Run[], key: string) => runs.map((run) => rps(run, key).toFixed(0)).join(', ');
 const rps = (run: Run, key: string) => run.figures[key]?.requestsPerSecond ?? 0;
 const fig = (run: Run, key: string) => run.figures[key] as LoadFigures;
+
+/** Section 1: LEVEL=1 against the bare app; returns LEVEL=1's CPU-bound req/s for section 4. */
+async function templateCost(base: Record<string, string>): Promise<number> {
+  let levelOneCpu = 0;
+  const costEnv = { ...base, LOG_LEVEL: 'info' };
+  const levelOne = ours('LEVEL=1', { LEVEL: '1' });
+  const bareRunning = await bare.start({ ...costEnv, PORT: String(port) });
+  const oursRunning = await levelOne.start({ ...costEnv, PORT: String(port + 1) });
+  const bases: [string, string] = [bareRunning.base, oursRunning.base];
+  try {
+    for (const app of bases) await load(`${app}${HASH}`, { seconds: 2, connections });
+    const sliced = { slices, seconds: sliceSeconds, connections };
+    const hash = await pairedLoads(bases, HASH, sliced);
+    const live = await pairedLoads(bases, LIVE, sliced);
+    const rssAfterCost = [bareRunning.rssMb()[0] ?? 0, oursRunning.rssMb()[0] ?? 0] as const;
+    const cpu = await pairedLoads(bases, CPU, { ...sliced, slices: 2, seconds: duration });
+    const rssAfterCpu = [bareRunning.rssMb()[0] ?? 0, oursRunning.rssMb()[0] ?? 0] as const;
+    levelOneCpu = median(cpu.second);
+    console.log(
+      `\n| template cost (LEVEL=1 vs bare Fastify + pino, ${slices} alternating ${sliceSeconds} s slices each) | bare req/s | LEVEL=1 req/s | ratio: median of pairs (range) | target |`,
+    );
+    console.log('| --- | --- | --- | --- | --- |');
+    for (const [figures, label, target] of [
+      [hash, `GET ${HASH}`, '>= 0.85x'],
+      [live, `GET ${LIVE}`, '>= 0.9x'],
+    ] as const) {
+      console.log(
+        `| ${label} | ${median(figures.first).toFixed(0)} | ${median(figures.second).toFixed(0)} | ${describeRatios(figures)} | ${target} |`,
+      );
+    }
+    const [bareRss, oursRss] = rssAfterCost;
+    console.log(
+      `| RSS after warm-up, hash and live loads, MB | ${bareRss} | ${oursRss} | ${ratio(oursRss, bareRss)} | <= 1.3x |`,
+    );
+    console.log(
+      `| RSS after the CPU-bound load too, MB | ${rssAfterCpu[0]} | ${rssAfterCpu[1]} | ${ratio(rssAfterCpu[1], rssAfterCpu[0])} | |`,
+    );
+  } finally {
+    await bareRunning.stop();
+    await oursRunning.stop();
+  }
+  return levelOneCpu;
+}
 
 async function main(): Promise<void> {
   execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
@@ -113,47 +163,11 @@ async function main(): Promise<void> {
     `node ${process.versions.node}, ${hasWrk ? 'wrk' : 'autocannon'}, ${connections} connections, ${duration} s per load, ${repeats} rotating repeats, load average ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).trim()}`,
   );
   try {
-    // 1. Template cost: both log one line per request (info, to /dev/null).
-    const costEnv = { ...base, LOG_LEVEL: 'info' };
-    const costLoads = { hash: { path: HASH }, live: { path: LIVE }, cpu: { path: CPU } };
-    const levelOne = ours('LEVEL=1', { LEVEL: '1' });
-    const costRuns = new Map<Setup, Run[]>([
-      [bare, []],
-      [levelOne, []],
-    ]);
-    await runRotated(
-      repeats,
-      [...costRuns].map(
-        ([setup, runs]) =>
-          async () =>
-            void runs.push(await measure(setup, costEnv, costLoads)),
-      ),
-    );
-    const medianOf = (runs: Run[], key: string) => medianRun(runs, (run) => rps(run, key));
-    const [bareRuns, oursRuns] = [costRuns.get(bare) as Run[], costRuns.get(levelOne) as Run[]];
-    // RSS after the template-cost loads (warm-up, hash, live), and again after the CPU-bound one.
-    const rssOf = (runs: Run[], key: string) => median(runs.map((run) => run.rssAfter[key]?.[0] ?? 0));
-    const [bareRss, oursRss] = [rssOf(bareRuns, 'live'), rssOf(oursRuns, 'live')];
-    const [bareRssCpu, oursRssCpu] = [rssOf(bareRuns, 'cpu'), rssOf(oursRuns, 'cpu')];
-    const all = (runs: Run[], key: string) => runs.map((run) => rps(run, key).toFixed(0)).join(', ');
-    console.log('\n| template cost (LEVEL=1 vs bare Fastify + pino) | bare | LEVEL=1 | ratio | target |');
-    console.log('| --- | --- | --- | --- | --- |');
-    for (const [key, label, target] of [
-      ['hash', `GET ${HASH} req/s`, '>= 0.85x'],
-      ['live', `GET ${LIVE} req/s`, '>= 0.9x'],
-    ] as const) {
-      const a = rps(medianOf(bareRuns, key), key);
-      const b = rps(medianOf(oursRuns, key), key);
-      console.log(
-        `| ${label} (runs: ${all(bareRuns, key)} / ${all(oursRuns, key)}) | ${a.toFixed(0)} | ${b.toFixed(0)} | ${ratio(b, a)} | ${target} |`,
-      );
-    }
-    console.log(
-      `| RSS after warm-up (hash and live loads), MB | ${bareRss} | ${oursRss} | ${ratio(oursRss, bareRss)} | <= 1.3x |`,
-    );
-    console.log(
-      `| RSS after the CPU-bound load too, MB | ${bareRssCpu} | ${oursRssCpu} | ${ratio(oursRssCpu, bareRssCpu)} | |`,
-    );
+    // 1. Template cost: both log one line per request (info, to /dev/null), both running at once,
+    //    the load alternating between them (scripts/bench/paired.ts).
+    let levelOneCpu = 0;
+    if (only !== 'clusters') levelOneCpu = await templateCost(base);
+    if (only === 'cost') return;
 
     // 2. Clusters: same app, per-request logging off (process managers write logs differently).
     const clusterEnv = { ...base, LOG_LEVEL: 'warn' };
@@ -202,12 +216,9 @@ async function main(): Promise<void> {
       );
     }
     console.log(`| LEVEL=3 start to all workers answering | ${m(reusePort).readyMs} ms | | <= 1200 ms |`);
-    const levelOneCpu = rps(medianOf(oursRuns, 'cpu'), 'cpu');
     console.log(`\n| GET ${CPU} (CPU-bound, keep-alive) | req/s (runs) | vs LEVEL=1 |`);
     console.log('| --- | --- | --- |');
-    console.log(
-      `| LEVEL=1 (logging at info) | ${levelOneCpu.toFixed(0)} (${all(oursRuns, 'cpu')}) | 1.00x |`,
-    );
+    console.log(`| LEVEL=1 (logging at info, median of 2 runs) | ${levelOneCpu.toFixed(0)} | 1.00x |`);
     for (const [setup, runs] of clusterRuns) {
       const cpu = rps(medianOf(runs, 'cpu'), 'cpu');
       console.log(`| ${setup.name} | ${cpu.toFixed(0)} (${all(runs, 'cpu')}) | ${ratio(cpu, levelOneCpu)} |`);

@@ -15,9 +15,15 @@ export interface WorkerInfo {
 export async function startCluster(env: Record<string, string>, cwd = ROOT): Promise<ServerProcess> {
   const port = await freePort();
   const server = startProcess({ PORT: String(port), WORKERS: '2', ...env }, 'dist/main.js', cwd);
-  // The HTTP pool's line: at LEVEL=4 the task pool says the same, often first.
-  await server.waitForLog((line) => line.msg === 'all workers ready' && line.pool !== 'tasks', 60_000);
-  await waitForHttp(`${server.baseUrl}/health/ready`);
+  try {
+    // The HTTP pool's line: at LEVEL=4 the task pool says the same, often first.
+    await server.waitForLog((line) => line.msg === 'all workers ready' && line.pool !== 'tasks', 60_000);
+    await waitForHttp(`${server.baseUrl}/health/ready`);
+  } catch (error) {
+    // Never ready: stop it here, or its primary and workers outlive the test run.
+    await server.stop().catch(() => {});
+    throw error;
+  }
   return server;
 }
 
