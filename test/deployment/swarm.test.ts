@@ -66,7 +66,15 @@ describe.skipIf(Boolean(skip))('deployment/swarm/stack.yml on a one-node swarm',
       await waitConverged(engine, `${STACK}_worker`, 2);
       await waitForOk(`${proxy}/health/ready`, 120_000);
       process.stdout.write(`[swarm] converged ${Date.now() - started} ms after stack deploy\n`);
-      const job = await engine.docker(['service', 'ps', '--format', '{{.CurrentState}}', `${STACK}_migrate`]);
+      // Swarm has no start order: the job may still be on a retry (restart_policy: on-failure, every
+      // 5 s) when it started before PostgreSQL accepted connections, while the API is already up.
+      const jobStates = () =>
+        engine.docker(['service', 'ps', '--format', '{{.CurrentState}}', `${STACK}_migrate`]);
+      let job = await jobStates();
+      for (let waited = 0; !/^Complete/m.test(job.stdout) && waited < 60_000; waited += 2000) {
+        await sleep(2000);
+        job = await jobStates();
+      }
       expect(job.stdout).toMatch(/^Complete/m);
     },
     TEST_TIMEOUT_MS,
