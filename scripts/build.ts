@@ -69,12 +69,13 @@ function importsAsWritten(): Plugin {
 async function vendorEntries(): Promise<Plugin> {
   const stubs = new Map<string, string>();
   for (const specifier of Object.values(VENDORED)) {
-    const names = Object.keys(await import(specifier)).filter(
+    const namespace: object = await import(specifier);
+    const names = Object.keys(namespace).filter(
       // Node 24 also lists 'module.exports' for CommonJS; only plain identifiers are named exports.
       (name) => name !== 'default' && /^[A-Za-z_$][\w$]*$/.test(name),
     );
     const lines = [`import * as namespace from '${specifier}';`];
-    if ('default' in (await import(specifier))) lines.push('export default namespace.default;');
+    if ('default' in namespace) lines.push('export default namespace.default;');
     if (names.length > 0) lines.push(`export const { ${names.join(', ')} } = namespace;`);
     stubs.set(specifier, lines.join('\n'));
   }

@@ -110,8 +110,8 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   app.decorate('compilePendingSchemas', () => schemas.compilePending());
   app.addHook('onListen', (done) => {
     setTimeout(() => {
-      schemas
-        .compilePending()
+      app
+        .compilePendingSchemas()
         .catch((error: unknown) => app.log.error({ err: error }, 'a route schema failed to compile'));
     }, SCHEMA_WARM_DELAY_MS).unref();
     done();

@@ -1,27 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answeringPids, logsWith, startCluster, until, workerInfo } from './helpers/cluster.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { describe, expect, it } from 'vitest';
+import { answeringPids, logsWith, until, useClusters, workerInfo } from './helpers/cluster.js';
 import { startLoad } from './helpers/load.js';
 import { sampleSum, samplesOf } from './helpers/metrics.js';
 import { isAlive, type ServerProcess } from './helpers/process.js';
 
-let database: TestDatabase;
-const servers: ServerProcess[] = [];
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-});
-afterAll(async () => {
-  await Promise.all(servers.map((server) => server.stop('SIGKILL')));
-  await database?.drop();
-});
-
-async function cluster(env: Record<string, string> = {}): Promise<ServerProcess> {
-  const server = await startCluster({ LEVEL: '2', DATABASE_URL: database.url, ...env });
-  servers.push(server);
-  return server;
-}
+const clusters = useClusters({ LEVEL: '2' });
+const cluster = (env: Record<string, string> = {}) => clusters.start(env);
 
 function workerPids(server: ServerProcess): number[] {
   return logsWith(server, 'worker started').map((line) => line.workerPid as number);

@@ -1,38 +1,21 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { authHeaders, buildTestApp } from './helpers/app.js';
-import { answeringPids, startCluster } from './helpers/cluster.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { answeringPids, useClusters } from './helpers/cluster.js';
 import { sampleSum } from './helpers/metrics.js';
 import type { ServerProcess } from './helpers/process.js';
 import { dropPrefix, REDIS_URL, uniquePrefix } from './helpers/tasks.js';
 import { signInOverHttp } from './helpers/user.js';
 
-let database: TestDatabase;
-const servers: ServerProcess[] = [];
 const prefixes: string[] = [];
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-});
 afterAll(async () => {
-  await Promise.all(servers.map((server) => server.stop('SIGKILL')));
   for (const prefix of prefixes) await dropPrefix(prefix);
-  await database?.drop();
 });
+const clusters = useClusters({ LEVEL: '2', WORKERS: '2', REDIS_URL });
 
-async function distributedCluster(env: Record<string, string>): Promise<ServerProcess> {
+function distributedCluster(env: Record<string, string>): Promise<ServerProcess> {
   const prefix = uniquePrefix();
   prefixes.push(prefix);
-  const server = await startCluster({
-    LEVEL: '2',
-    WORKERS: '2',
-    DATABASE_URL: database.url,
-    REDIS_URL,
-    QUEUE_PREFIX: prefix,
-    ...env,
-  });
-  servers.push(server);
-  return server;
+  return clusters.start({ QUEUE_PREFIX: prefix, ...env });
 }
 
 /** A fresh connection per request, so the primary spreads them over both workers. */
@@ -106,12 +89,12 @@ describe('distributed mode at LEVEL=2 (2 workers, Redis)', () => {
 
 describe('shared store unreachable', () => {
   it('fails open by default and never makes a request hang', async () => {
-    const app = await buildTestApp(database.url, {
+    const app = await buildTestApp(clusters.databaseUrl, {
       ENABLE_DISTRIBUTED_MODE: 'true',
       SHARED_CACHE_URL: 'redis://127.0.0.1:1',
       RATE_LIMIT_MAX: '3',
     });
-    const writer = await buildTestApp(database.url);
+    const writer = await buildTestApp(clusters.databaseUrl);
     const created = await writer.inject({
       method: 'POST',
       url: '/api/items',
@@ -134,7 +117,7 @@ describe('shared store unreachable', () => {
   });
 
   it('fails closed with 503 when RATE_LIMIT_FAIL_OPEN=false', async () => {
-    const app = await buildTestApp(database.url, {
+    const app = await buildTestApp(clusters.databaseUrl, {
       ENABLE_DISTRIBUTED_MODE: 'true',
       SHARED_CACHE_URL: 'redis://127.0.0.1:1',
       RATE_LIMIT_MAX: '3',

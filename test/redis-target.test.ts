@@ -1,18 +1,11 @@
 /** Sentinel, PgBouncer-related and Redis Cluster settings: parsed into targets, refused when wrong. */
 import { describe, expect, it } from 'vitest';
 import { queuePrefixProblem, redisTargetOf, sharedCacheTargetOf } from '../src/redis/target.js';
-import { isDistributed, loadSettings, migrationsUrlOf, SettingsError } from '../src/settings.js';
+import { isDistributed, migrationsUrlOf } from '../src/settings.js';
+import { loadFromEnv, settingsProblemOf } from './helpers/settings.js';
 
-const load = (env: Record<string, string>) => loadSettings(env, { envFile: null });
-function problemOf(env: Record<string, string>): string {
-  try {
-    load(env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(SettingsError);
-    return (error as Error).message;
-  }
-  throw new Error('expected a SettingsError');
-}
+const load = loadFromEnv;
+const problemOf = settingsProblemOf;
 
 const sentinelEnv = {
   REDIS_SENTINELS: 's1:26379, s2:26380,[::1]:26381',

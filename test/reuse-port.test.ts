@@ -1,38 +1,21 @@
 // LISTEN_REUSE_PORT: cluster workers own SO_REUSEPORT listeners instead of the primary's handle.
 // Behaviour only (who listens, what fails); the speed of each mode is measured by `make bench`.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answeringPids, logsWith, startCluster, until, workerInfo } from './helpers/cluster.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { describe, expect, it } from 'vitest';
+import {
+  answeringPids,
+  logsWith,
+  QUIET_SUPERVISION,
+  until,
+  useClusters,
+  workerInfo,
+} from './helpers/cluster.js';
 import { listenersOn, listeningInodes } from './helpers/listeners.js';
 import { startLoad } from './helpers/load.js';
 import { isAlive, type ServerProcess } from './helpers/process.js';
 
-let database: TestDatabase;
-const servers: ServerProcess[] = [];
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-});
-afterAll(async () => {
-  await Promise.all(servers.map((server) => server.stop('SIGKILL')));
-  await database?.drop();
-});
-
-async function cluster(env: Record<string, string>): Promise<ServerProcess> {
-  const server = await startCluster({
-    LEVEL: '3',
-    DATABASE_URL: database.url,
-    WORKER_TIMEOUT: '10',
-    WORKER_BOOT_TIMEOUT: '20',
-    MAX_WORKER_MEMORY_MB: '0',
-    MAX_REQUESTS: '0',
-    MAX_REQUESTS_JITTER: '0',
-    ...env,
-  });
-  servers.push(server);
-  return server;
-}
+const clusters = useClusters(QUIET_SUPERVISION);
+const cluster = (env: Record<string, string>) => clusters.start(env);
 
 /** Pids of the workers alive now (started, not exited). */
 function liveWorkerPids(server: ServerProcess): number[] {

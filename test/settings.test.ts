@@ -2,19 +2,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadSettings, SettingsError } from '../src/settings.js';
+import { loadSettings } from '../src/settings.js';
+import { loadFromEnv, settingsProblemOf } from './helpers/settings.js';
 
-const load = (env: Record<string, string>) => loadSettings(env, { envFile: null });
-
-function problemOf(env: Record<string, string>): string {
-  try {
-    load(env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(SettingsError);
-    return (error as Error).message;
-  }
-  throw new Error('expected a SettingsError');
-}
+const load = loadFromEnv;
+const problemOf = settingsProblemOf;
 
 describe('settings', () => {
   it('has documented defaults', () => {

@@ -1,52 +1,25 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   answeringPids,
   copyOfBuild,
   logsWith,
+  QUIET_SUPERVISION,
   slowModuleLoad,
-  startCluster,
   until,
+  useClusters,
 } from './helpers/cluster.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { startLoad } from './helpers/load.js';
 import { freePort, isAlive, type ServerProcess, startProcess } from './helpers/process.js';
 
-let database: TestDatabase;
-const servers: ServerProcess[] = [];
 const cleanups: Array<() => void> = [];
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-});
-afterAll(async () => {
-  await Promise.all(servers.map((server) => server.stop('SIGKILL')));
+afterAll(() => {
   for (const cleanup of cleanups) cleanup();
-  await database?.drop();
 });
-
-async function supervised(env: Record<string, string> = {}, cwd?: string): Promise<ServerProcess> {
-  const server = await startCluster(
-    {
-      LEVEL: '3',
-      DATABASE_URL: database.url,
-      // Generous by default so a loaded CI machine sees no false hangs; hang tests set their own.
-      WORKER_TIMEOUT: '10',
-      WORKER_BOOT_TIMEOUT: '20',
-      MAX_WORKER_MEMORY_MB: '0',
-      // No recycling unless a test asks: a fast machine could push a worker past the preset limit
-      // mid-test and start a recycle the test did not expect.
-      MAX_REQUESTS: '0',
-      MAX_REQUESTS_JITTER: '0',
-      ...env,
-    },
-    cwd,
-  );
-  servers.push(server);
-  return server;
-}
+const clusters = useClusters(QUIET_SUPERVISION);
+const supervised = (env: Record<string, string> = {}, cwd?: string) => clusters.start(env, cwd);
 
 const startedPids = (server: ServerProcess) =>
   logsWith(server, 'worker started').map((line) => line.workerPid as number);
@@ -224,11 +197,11 @@ describe('LEVEL=3: runtime scaling and crash loops', () => {
     cleanups.push(build.remove);
     writeFileSync(join(build.dir, 'dist/app.js'), "throw new Error('broken at start-up');\n");
     const server = startProcess(
-      { LEVEL: '3', WORKERS: '2', DATABASE_URL: database.url, PORT: String(await freePort()) },
+      { LEVEL: '3', WORKERS: '2', DATABASE_URL: clusters.databaseUrl, PORT: String(await freePort()) },
       'dist/main.js',
       build.dir,
     );
-    servers.push(server);
+    clusters.track(server);
     const startedAt = Date.now();
     const exit = await server.exited;
     expect(exit.code).toBe(1);

@@ -2,6 +2,8 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './database.js';
 import { freePort, type LogLine, ROOT, type ServerProcess, startProcess, waitForHttp } from './process.js';
 
 export interface WorkerInfo {
@@ -25,6 +27,60 @@ export async function startCluster(env: Record<string, string>, cwd = ROOT): Pro
     throw error;
   }
   return server;
+}
+
+/**
+ * LEVEL=3 for tests: generous hang and boot timeouts, so a loaded CI machine sees no false hangs (hang
+ * tests set their own), and no recycling unless a test asks (a fast machine could push a worker past
+ * the preset limit mid-test and start a recycle the test did not expect).
+ */
+export const QUIET_SUPERVISION = {
+  LEVEL: '3',
+  WORKER_TIMEOUT: '10',
+  WORKER_BOOT_TIMEOUT: '20',
+  MAX_WORKER_MEMORY_MB: '0',
+  MAX_REQUESTS: '0',
+  MAX_REQUESTS_JITTER: '0',
+} as const;
+
+export interface ClusterTestBed {
+  /** The file's own database (created in beforeAll). */
+  readonly databaseUrl: string;
+  /** startCluster on that database with `defaults` under `env`; killed in afterAll. */
+  start(env?: Record<string, string>, cwd?: string): Promise<ServerProcess>;
+  /** Kill this server in afterAll too (one started another way). */
+  track(server: ServerProcess): ServerProcess;
+}
+
+/**
+ * The clusters of one test file on a database of its own: created in beforeAll; in afterAll every
+ * cluster is killed, then the database dropped. Call it after the file's own afterAll, whose cleanups
+ * then run once the servers are gone (vitest runs after-hooks in reverse order).
+ */
+export function useClusters(defaults: Record<string, string> = {}): ClusterTestBed {
+  let database: TestDatabase | undefined;
+  const servers: ServerProcess[] = [];
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await Promise.all(servers.map((server) => server.stop('SIGKILL')));
+    await database?.drop();
+  });
+  const bed: ClusterTestBed = {
+    get databaseUrl() {
+      if (!database) throw new Error('useClusters: the database exists from beforeAll on');
+      return database.url;
+    },
+    async start(env = {}, cwd) {
+      return bed.track(await startCluster({ DATABASE_URL: bed.databaseUrl, ...defaults, ...env }, cwd));
+    },
+    track(server) {
+      servers.push(server);
+      return server;
+    },
+  };
+  return bed;
 }
 
 export async function workerInfo(server: ServerProcess): Promise<WorkerInfo> {
