@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { holdEngineLock } from './deployment/helpers/docker-engine.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { freePort, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
 import { dropPrefix, taskEnv, uniquePrefix } from './helpers/tasks.js';
@@ -12,11 +13,14 @@ const PASSWORD = 'correct-horse-battery';
 
 let database: TestDatabase;
 let server: ServerProcess;
+let releaseEngine: (() => void) | undefined;
 const prefix = uniquePrefix();
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM))
     throw new Error(`${CHROMIUM} is missing: install Debian's chromium (.ci/run does)`);
+  // Not while a container test's dockerd changes the network (Chromium: ERR_NETWORK_CHANGED).
+  releaseEngine = await holdEngineLock();
   database = await createTestDatabase();
   server = startProcess({
     PORT: String(await freePort()),
@@ -24,11 +28,12 @@ beforeAll(async () => {
     ...taskEnv(prefix, { BULL_BOARD_USER: USER, BULL_BOARD_PASSWORD: PASSWORD }),
   });
   await waitForHttp(`${server.baseUrl}/health/ready`);
-});
+}, 15 * 60_000); // it may wait for a container test file to finish
 afterAll(async () => {
   await server?.stop();
   await dropPrefix(prefix);
   await database?.drop();
+  releaseEngine?.();
 });
 
 async function launch() {

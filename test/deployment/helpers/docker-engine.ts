@@ -73,7 +73,7 @@ async function acquireLock(timeoutMs = 30 * 60_000): Promise<void> {
         continue;
       }
       if (Date.now() > deadline) throw new Error(`the container-test engine is held by pid ${holder}`);
-      if (!said) log(`waiting for another container test (pid ${holder}) to release the engine`);
+      if (!said) log(`waiting for another test (pid ${holder}) to release the engine`);
       said = true;
       await sleep(1000);
     }
@@ -90,6 +90,22 @@ function readFileSyncSafe(path: string): string {
 
 function releaseLock(): void {
   if (readFileSyncSafe(join(LOCK_DIR, 'pid')) === String(process.pid)) rmSync(LOCK_DIR, { recursive: true });
+}
+
+/**
+ * Hold the engine's lock without starting it, for a test that must not overlap a test dockerd: the
+ * engine adds and removes network interfaces, and Chromium aborts page loads with
+ * ERR_NETWORK_CHANGED when it sees that. Resolves with the release. Where the cache directory cannot
+ * be made (not root), no test engine can run either, and there is nothing to hold.
+ */
+export async function holdEngineLock(): Promise<() => void> {
+  try {
+    mkdirSync(CACHE_DIR, { recursive: true });
+  } catch {
+    return () => {};
+  }
+  await acquireLock();
+  return releaseLock;
 }
 
 interface HostNetworkState {
