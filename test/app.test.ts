@@ -96,9 +96,21 @@ describe('request ids and headers', () => {
     expect(response.headers['strict-transport-security']).toMatch(/max-age=\d+/);
     // A CSP only where a browser renders a document: the HTML docs, not JSON answers.
     expect(response.headers['content-security-policy']).toBeUndefined();
+    // JSON answers get the headers that protect any response; documents get helmet's full set.
+    expect(response.headers['x-frame-options']).toBe('SAMEORIGIN');
+    expect(response.headers['cross-origin-resource-policy']).toBe('same-origin');
+    for (const documentOnly of ['referrer-policy', 'cross-origin-opener-policy', 'x-xss-protection'])
+      expect(response.headers[documentOnly]).toBeUndefined();
     const docs = await app.inject('/docs/');
     expect(docs.headers['content-security-policy']).toContain("default-src 'self'");
-    expect(docs.headers['x-content-type-options']).toBe('nosniff');
+    expect(docs.headers['content-security-policy']).toContain("script-src 'self' 'unsafe-inline'");
+    expect(docs.headers).toMatchObject({
+      'x-content-type-options': 'nosniff',
+      'x-frame-options': 'SAMEORIGIN',
+      'referrer-policy': 'no-referrer',
+      'cross-origin-opener-policy': 'same-origin',
+      'x-xss-protection': '0',
+    });
     expect(response.headers['access-control-allow-origin']).toBe('https://app.example.com');
     const other = await app.inject({ url: '/health', headers: { origin: 'https://evil.example' } });
     expect(other.headers['access-control-allow-origin']).toBeUndefined();

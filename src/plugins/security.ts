@@ -44,8 +44,32 @@ function headersOf(middleware: HeaderMiddleware): Headers {
   return [...headers];
 }
 
-/** Helmet's defaults for every answer, except the CSP, which only documents a browser renders need. */
-export const SECURITY_HEADERS: Headers = headersOf(helmet({ contentSecurityPolicy: false }));
+/** Helmet's defaults, computed once, without its Content-Security-Policy. */
+const HELMET_HEADERS = headersOf(helmet({ contentSecurityPolicy: false }));
+
+/**
+ * The headers that protect any response a browser may load, JSON included (the OWASP REST Security
+ * Cheat Sheet's set for APIs): HTTPS only, no MIME sniffing, no framing, no cross-origin embedding.
+ */
+const EVERY_RESPONSE_HEADERS = new Set([
+  'strict-transport-security',
+  'x-content-type-options',
+  'x-frame-options',
+  'cross-origin-resource-policy',
+]);
+
+/** Sent on every response. Each header costs a JSON answer validation and bytes, so only these. */
+export const SECURITY_HEADERS: Headers = HELMET_HEADERS.filter(([name]) => EVERY_RESPONSE_HEADERS.has(name));
+
+/** The rest of helmet's headers (opener policy, referrer policy...) only govern a rendered document. */
+export const DOCUMENT_HEADERS: Headers = HELMET_HEADERS.filter(([name]) => !EVERY_RESPONSE_HEADERS.has(name));
+
+/** The content type Fastify gives a serialized JSON answer. */
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/** Responses a browser renders as a document, scripts and all. */
+const DOCUMENT_TYPE =
+  /^\s*(text\/html|application\/xhtml\+xml|image\/svg\+xml|text\/xml|application\/xml)\s*(;|$)/i;
 
 /** The strict CSP of the HTML pages we serve; the docs UI loads its own inline script and styles. */
 export const HTML_CSP_DIRECTIVES = {
@@ -58,9 +82,15 @@ export const HTML_CSP_DIRECTIVES = {
 
 type CspDirectives = NonNullable<Parameters<typeof contentSecurityPolicy>[0]>['directives'];
 
+/** Helmet's default CSP for a document whose routes set none (plain HTTP allowed, as above). */
+const DEFAULT_DOCUMENT_CSP: Headers = headersOf(
+  contentSecurityPolicy({ directives: { 'upgrade-insecure-requests': null } }),
+);
+
 /**
  * An onRequest hook that adds a Content-Security-Policy (helmet's defaults merged with `directives`,
- * computed once). Register it in the encapsulated scope of the routes that serve HTML (see docs.ts).
+ * computed once). Register it in the encapsulated scope of the routes that serve HTML (see docs.ts);
+ * an HTML answer without one gets helmet's default policy.
  */
 export function contentSecurityPolicyHook(directives: CspDirectives = HTML_CSP_DIRECTIVES) {
   const headers = headersOf(contentSecurityPolicy({ directives }));
@@ -70,11 +100,25 @@ export function contentSecurityPolicyHook(directives: CspDirectives = HTML_CSP_D
   };
 }
 
+/** Add the document-only headers (and a CSP where the route set none) once the answer's type is known. */
+function addDocumentHeaders(reply: FastifyReply): void {
+  const type = reply.getHeader('content-type');
+  // Most answers are JSON: that one comparison before the pattern.
+  if (typeof type !== 'string' || type === JSON_TYPE || !DOCUMENT_TYPE.test(type)) return;
+  for (const [name, value] of DOCUMENT_HEADERS) reply.header(name, value);
+  if (!reply.hasHeader('content-security-policy'))
+    for (const [name, value] of DEFAULT_DOCUMENT_CSP) reply.header(name, value);
+}
+
 async function securityPlugin(app: FastifyInstance, settings: SecuritySettings): Promise<void> {
   // A callback hook, not an async one: no promise per request for a few constant headers.
   app.addHook('onRequest', (_request, reply, done) => {
     for (const [name, value] of SECURITY_HEADERS) reply.header(name, value);
     done();
+  });
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    addDocumentHeaders(reply);
+    done(null, payload);
   });
   // CORS off (the default): no hook at all rather than one that answers "no" on every request.
   const origin = corsOrigins(settings.CORS_ORIGINS);
