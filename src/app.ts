@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import authPlugin from './auth/plugin.js';
+import { lazyRequestLogger } from './logger.js';
 import affinityPlugin from './plugins/affinity.js';
 import { useStrictJsonParser } from './plugins/body.js';
 import { dashboardOffRoutes } from './plugins/dashboard-off.js';
@@ -65,6 +66,8 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
     forceCloseConnections: 'idle',
     // One line per request (plugins/lifecycle.ts) instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
+    // request.log is made when first used: most requests never log through it.
+    childLoggerFactory: lazyRequestLogger,
     // Honour a sane incoming x-request-id so a request can be traced across services.
     genReqId: (request) => {
       const incoming = request.headers['x-request-id'];
