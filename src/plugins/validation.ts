@@ -35,25 +35,33 @@ function nonCanonical(schema: PropertySchema | undefined, value: unknown): boole
   const pattern =
     schema?.type === 'integer' || schema?.type === 'number' ? CANONICAL[schema.type] : undefined;
   if (!pattern) return false;
-  const values = Array.isArray(value) ? value : [value];
-  return values.some((one) => typeof one === 'string' && !pattern.test(one));
+  if (!Array.isArray(value)) return typeof value === 'string' && !pattern.test(value);
+  return value.some((one) => typeof one === 'string' && !pattern.test(one));
 }
 
 /** Refuse non-canonical numbers before Ajv coerces them, with an error in Ajv's own shape. */
 function canonicalOnly(schema: { properties?: Record<string, PropertySchema> }, inner: Validate): Validate {
-  const properties = Object.entries(schema.properties ?? {});
+  // Only the numeric properties can be spelled non-canonically; none: Ajv's validator as it is.
+  const numeric = Object.entries(schema.properties ?? {}).filter(
+    ([, property]) => property.type === 'integer' || property.type === 'number',
+  );
+  if (numeric.length === 0) return inner;
   const validate: Validate = (data) => {
     if (data && typeof data === 'object') {
       const record = data as Record<string, unknown>;
-      const errors = properties
-        .filter(([name, property]) => nonCanonical(property, record[name]))
-        .map(([name, property]) => ({
+      // A loop, not filter/map: this runs on every request and allocates only when it refuses.
+      let errors: unknown[] | undefined;
+      for (const [name, property] of numeric) {
+        if (!nonCanonical(property, record[name])) continue;
+        errors ??= [];
+        errors.push({
           instancePath: `/${name}`,
           keyword: 'canonical',
           params: {},
           message: `must be ${property.type === 'integer' ? 'an integer' : 'a number'} written in plain digits (e.g. 42)`,
-        }));
-      if (errors.length > 0) {
+        });
+      }
+      if (errors) {
         validate.errors = errors;
         return false;
       }
