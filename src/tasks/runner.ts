@@ -13,8 +13,9 @@ import { readEvictionPolicy } from '../redis/eviction-policy.js';
 import { redisTargetOf } from '../redis/target.js';
 import type { Settings } from '../settings.js';
 import { queueTelemetry } from '../telemetry/tracing.js';
+import { RunningJobs } from './cancellation.js';
 import { TASKS } from './definitions/index.js';
-import { runJob } from './processor.js';
+import { CANCELLED_REASON, runJob } from './processor.js';
 import type { QueueName } from './queues.js';
 import { type CancelMessage, cancelChannel, jobOptionsFor, retentionOf } from './service.js';
 
@@ -78,10 +79,12 @@ export async function startTaskWorkers(
   };
   // Tracing on: each job's processing span continues the trace of the request that enqueued it.
   const common = { connection, prefix: settings.QUEUE_PREFIX, telemetry: queueTelemetry(), ...lock };
+  const running = new RunningJobs();
   const workers = new Map<QueueName, Worker>([
     [
       'default',
-      new Worker('default', (job, _token, signal) => runJob(job, signal, { log, db }), {
+      // One argument: BullMQ then makes no AbortController per job (cancellation.ts makes one on demand).
+      new Worker('default', (job) => runJob(job, running.start(job.id ?? ''), { log, db }), {
         ...common,
         concurrency: settings.TASK_CONCURRENCY,
       }),
@@ -150,7 +153,12 @@ export async function startTaskWorkers(
   subscriber.on('message', (_channel, text) => {
     try {
       const message = JSON.parse(text) as CancelMessage;
-      if (workers.get(message.queue)?.cancelJob(message.jobId, 'cancelled through the API')) {
+      // The default queue's jobs run here (cancellation.ts); the cpu queue's in BullMQ's threads.
+      const cancelled =
+        message.queue === 'default'
+          ? running.cancel(message.jobId, CANCELLED_REASON)
+          : workers.get(message.queue)?.cancelJob(message.jobId, CANCELLED_REASON);
+      if (cancelled) {
         log.info({ queue: message.queue, jobId: message.jobId }, 'job cancelled');
       }
     } catch {

@@ -5,7 +5,7 @@
 import type { SandboxedJob } from 'bullmq';
 import { pino } from 'pino';
 import { createPool } from '../db/pool.js';
-import { lazyPool, runJob } from './processor.js';
+import { cancelSourceOf, lazyPool, runJob } from './processor.js';
 
 const log = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { pid: process.pid, thread: 'sandbox' } });
 const db = lazyPool(() =>
@@ -24,5 +24,5 @@ export default function processCpuJob(
   _token?: string,
   signal?: AbortSignal,
 ): Promise<unknown> {
-  return runJob(job, signal, { log, db });
+  return runJob(job, cancelSourceOf(signal), { log, db });
 }
