@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import client from 'prom-client';
-import { RequestDurationHistogram } from './request-duration.js';
+import { KeyedHistogram } from '../keyed-metrics.js';
 
 export interface MetricsOptions {
   /**
@@ -15,9 +15,10 @@ let defaultsRegistered = false;
 
 export const REQUEST_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-export const httpDuration = new RequestDurationHistogram(
+export const httpDuration = new KeyedHistogram(
   'http_request_duration_seconds',
   'HTTP request duration by route, method and status code',
+  ['method', 'route', 'status_code'],
   REQUEST_DURATION_BUCKETS,
 );
 client.register.registerMetric(httpDuration as unknown as client.Metric);
@@ -33,7 +34,10 @@ async function metricsPlugin(app: FastifyInstance, options: MetricsOptions): Pro
     defaultsRegistered = true;
   }
   app.addHook('onResponse', (request, reply, done) => {
-    httpDuration.observe(request.method, routeLabel(request), reply.statusCode, reply.elapsedTime / 1000);
+    httpDuration.observe(
+      [request.method, routeLabel(request), String(reply.statusCode)],
+      reply.elapsedTime / 1000,
+    );
     done();
   });
   const collect = options.collect ?? (() => client.register.metrics());

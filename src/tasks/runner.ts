@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { type Job, Queue, Worker } from 'bullmq';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import client from 'prom-client';
+import client, { type Metric } from 'prom-client';
+import { KeyedCounter, KeyedHistogram } from '../keyed-metrics.js';
 import { createWorkerConnection } from '../redis/connection.js';
 import { logUnlessConnectionError, watchConnection } from '../redis/connection-events.js';
 import { readEvictionPolicy } from '../redis/eviction-policy.js';
@@ -23,28 +24,19 @@ const sandboxFile = fileURLToPath(
   new URL(`./sandbox${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),
 );
 
-const labels = ['queue', 'task'] as const;
-const completed = new client.Counter({
-  name: 'task_jobs_completed_total',
-  help: 'Jobs completed',
-  labelNames: labels,
-});
-const failed = new client.Counter({
-  name: 'task_jobs_failed_total',
-  help: 'Jobs failed for good',
-  labelNames: labels,
-});
-const retried = new client.Counter({
-  name: 'task_jobs_retried_total',
-  help: 'Attempts failed and retried',
-  labelNames: labels,
-});
-const duration = new client.Histogram({
-  name: 'task_job_duration_seconds',
-  help: 'Job run time, start of the last attempt to finish',
-  labelNames: labels,
-  buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
-});
+// Updated on every job: keyed metrics (src/keyed-metrics.ts), not prom-client's own (~4 µs a job).
+const labels = ['queue', 'task'];
+const completed = new KeyedCounter('task_jobs_completed_total', 'Jobs completed', labels);
+const failed = new KeyedCounter('task_jobs_failed_total', 'Jobs failed for good', labels);
+const retried = new KeyedCounter('task_jobs_retried_total', 'Attempts failed and retried', labels);
+const duration = new KeyedHistogram(
+  'task_job_duration_seconds',
+  'Job run time, start of the last attempt to finish',
+  labels,
+  [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
+);
+for (const metric of [completed, failed, retried, duration])
+  client.register.registerMetric(metric as unknown as Metric);
 
 export interface TaskWorkers {
   workers: ReadonlyMap<QueueName, Worker>;
@@ -107,14 +99,14 @@ export async function startTaskWorkers(
     worker.on('stalled', (jobId) => log.warn({ queue, jobId }, 'job stalled; retrying'));
     worker.on('completed', (job: Job) => {
       processed += 1;
-      completed.inc({ queue, task: job.name });
+      completed.inc([queue, job.name]);
       observeDuration(queue, job);
     });
     worker.on('failed', (job: Job | undefined, error: Error) => {
       processed += 1;
       if (!job) return;
       const willRetry = job.attemptsMade < (job.opts.attempts ?? 1) && error.name !== 'UnrecoverableError';
-      (willRetry ? retried : failed).inc({ queue, task: job.name });
+      (willRetry ? retried : failed).inc([queue, job.name]);
       if (!willRetry) observeDuration(queue, job);
       log[willRetry ? 'info' : 'warn'](
         { queue, task: job.name, jobId: job.id, attempt: job.attemptsMade, err: error.message },
@@ -221,5 +213,5 @@ async function bounded(work: Promise<unknown>, timeoutMs: number): Promise<boole
 
 function observeDuration(queue: QueueName, job: Job): void {
   if (job.processedOn && job.finishedOn)
-    duration.observe({ queue, task: job.name }, (job.finishedOn - job.processedOn) / 1000);
+    duration.observe([queue, job.name], (job.finishedOn - job.processedOn) / 1000);
 }

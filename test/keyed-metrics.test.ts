@@ -1,7 +1,7 @@
-import { AggregatorRegistry, Histogram, type Metric, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Histogram, type Metric, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
+import { KeyedCounter, KeyedHistogram } from '../src/keyed-metrics.js';
 import { REQUEST_DURATION_BUCKETS } from '../src/plugins/metrics.js';
-import { RequestDurationHistogram } from '../src/plugins/request-duration.js';
 
 const NAME = 'http_request_duration_seconds';
 const HELP = 'HTTP request duration by route, method and status code';
@@ -17,13 +17,21 @@ function both(observations: [method: string, route: string, status: number, seco
     registers: [reference],
   });
   const registry = new Registry();
-  const ours = new RequestDurationHistogram(NAME, HELP, REQUEST_DURATION_BUCKETS);
+  const ours = new KeyedHistogram(NAME, HELP, ['method', 'route', 'status_code'], REQUEST_DURATION_BUCKETS);
   registry.registerMetric(ours as unknown as Metric);
   for (const [method, route, status, seconds] of observations) {
     library.observe({ method, route, status_code: String(status) }, seconds);
-    ours.observe(method, route, status, seconds);
+    ours.observe([method, route, String(status)], seconds);
   }
   return { reference, registry, ours };
+}
+
+/** Two workers' registries as the cluster primary aggregates them (prom-client's AggregatorRegistry). */
+async function aggregatedText(first: Registry, second: Registry): Promise<string> {
+  return AggregatorRegistry.aggregate([
+    await first.getMetricsAsJSON(),
+    await second.getMetricsAsJSON(),
+  ]).metrics();
 }
 
 // Values on, between and beyond the bounds, several series, one value past the last bucket.
@@ -38,7 +46,7 @@ const OBSERVATIONS: [string, string, number, number][] = [
   ['GET', '/api/items/:id', 200, 1],
 ];
 
-describe('the request duration histogram', () => {
+describe('the keyed histogram (the request duration one)', () => {
   it("exposes exactly what prom-client's Histogram exposes for the same observations", async () => {
     const { reference, registry } = both(OBSERVATIONS);
     const text = await registry.metrics();
@@ -54,16 +62,9 @@ describe('the request duration histogram', () => {
   it('aggregates across workers as the cluster primary does, the same as the library', async () => {
     const first = both(OBSERVATIONS);
     const second = both(OBSERVATIONS.slice(2));
-    const aggregated = AggregatorRegistry.aggregate([
-      await first.registry.getMetricsAsJSON(),
-      await second.registry.getMetricsAsJSON(),
-    ]);
-    const reference = AggregatorRegistry.aggregate([
-      await first.reference.getMetricsAsJSON(),
-      await second.reference.getMetricsAsJSON(),
-    ]);
-    expect(await aggregated.metrics()).toBe(await reference.metrics());
-    expect(await aggregated.metrics()).toContain(
+    const aggregated = await aggregatedText(first.registry, second.registry);
+    expect(aggregated).toBe(await aggregatedText(first.reference, second.reference));
+    expect(aggregated).toContain(
       'http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/api/items",status_code="201"} 4',
     );
   });
@@ -72,5 +73,40 @@ describe('the request duration histogram', () => {
     const { registry, ours } = both(OBSERVATIONS);
     ours.reset();
     expect(await registry.metrics()).toBe(`# HELP ${NAME} ${HELP}\n# TYPE ${NAME} histogram\n`);
+  });
+});
+
+describe('the keyed counter', () => {
+  it("exposes and aggregates what prom-client's Counter does", async () => {
+    const build = (increments: [string, string, number][]) => {
+      const reference = new Registry();
+      const library = new Counter({
+        name: 'task_jobs_completed_total',
+        help: 'Jobs completed',
+        labelNames: ['queue', 'task'],
+        registers: [reference],
+      });
+      const registry = new Registry();
+      const ours = new KeyedCounter('task_jobs_completed_total', 'Jobs completed', ['queue', 'task']);
+      registry.registerMetric(ours as unknown as Metric);
+      for (const [queue, task, by] of increments) {
+        library.inc({ queue, task }, by);
+        ours.inc([queue, task], by);
+      }
+      return { reference, registry };
+    };
+    const first = build([
+      ['default', 'email.send', 1],
+      ['default', 'email.send', 1],
+      ['cpu', 'report.generate', 3],
+    ]);
+    const second = build([['default', 'email.send', 2]]);
+    expect(await first.registry.metrics()).toBe(await first.reference.metrics());
+    expect(await first.registry.metrics()).toContain(
+      'task_jobs_completed_total{queue="default",task="email.send"} 2',
+    );
+    const aggregated = await aggregatedText(first.registry, second.registry);
+    expect(aggregated).toBe(await aggregatedText(first.reference, second.reference));
+    expect(aggregated).toContain('task_jobs_completed_total{queue="default",task="email.send"} 4');
   });
 });
