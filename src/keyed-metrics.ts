@@ -6,7 +6,7 @@
  * cluster aggregation, AggregatorRegistry) the values prom-client's own would: the same samples,
  * checked in test/keyed-metrics.test.ts.
  */
-import type { Aggregator, MetricType } from 'prom-client';
+import client, { type Aggregator, type Metric, type MetricType, type Registry } from 'prom-client';
 
 interface Sample {
   labels: Record<string, string | number>;
@@ -19,11 +19,16 @@ abstract class KeyedMetric<Series> {
   readonly aggregator: Aggregator = 'sum';
   protected readonly series = new Map<string, { labels: Record<string, string>; data: Series }>();
 
+  /** Registered in `registers` (prom-client's default registry unless given), as prom-client's own are. */
   constructor(
     readonly name: string,
     readonly help: string,
     readonly labelNames: readonly string[],
-  ) {}
+    registers: readonly Registry[] = [client.register],
+  ) {
+    // prom-client's types list its own metric classes; the registry needs only name, get() and reset().
+    for (const registry of registers) registry.registerMetric(this as unknown as Metric);
+  }
 
   protected seriesOf(labelValues: readonly string[]): Series {
     const key = labelValues.join('\u0000');
@@ -81,8 +86,9 @@ export class KeyedHistogram extends KeyedMetric<HistogramSeries> {
     help: string,
     labelNames: readonly string[],
     readonly upperBounds: readonly number[],
+    registers?: readonly Registry[],
   ) {
-    super(name, help, labelNames);
+    super(name, help, labelNames, registers);
   }
 
   /** Label values in `labelNames` order. */

@@ -1,4 +1,4 @@
-import { AggregatorRegistry, Counter, Histogram, type Metric, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { KeyedCounter, KeyedHistogram } from '../src/keyed-metrics.js';
 import { REQUEST_DURATION_BUCKETS } from '../src/plugins/metrics.js';
@@ -17,8 +17,9 @@ function both(observations: [method: string, route: string, status: number, seco
     registers: [reference],
   });
   const registry = new Registry();
-  const ours = new KeyedHistogram(NAME, HELP, ['method', 'route', 'status_code'], REQUEST_DURATION_BUCKETS);
-  registry.registerMetric(ours as unknown as Metric);
+  const ours = new KeyedHistogram(NAME, HELP, ['method', 'route', 'status_code'], REQUEST_DURATION_BUCKETS, [
+    registry,
+  ]);
   for (const [method, route, status, seconds] of observations) {
     library.observe({ method, route, status_code: String(status) }, seconds);
     ours.observe([method, route, String(status)], seconds);
@@ -87,8 +88,12 @@ describe('the keyed counter', () => {
         registers: [reference],
       });
       const registry = new Registry();
-      const ours = new KeyedCounter('task_jobs_completed_total', 'Jobs completed', ['queue', 'task']);
-      registry.registerMetric(ours as unknown as Metric);
+      const ours = new KeyedCounter(
+        'task_jobs_completed_total',
+        'Jobs completed',
+        ['queue', 'task'],
+        [registry],
+      );
       for (const [queue, task, by] of increments) {
         library.inc({ queue, task }, by);
         ours.inc([queue, task], by);

@@ -1,26 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { until } from './helpers/cluster.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { describe, expect, it } from 'vitest';
+import { until, useClusters } from './helpers/cluster.js';
 import { get, openConnection, parseResponses } from './helpers/http.js';
 import { freePort, portOpen, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
 import { signInOverHttp } from './helpers/user.js';
 
-let database: TestDatabase;
-const started: ServerProcess[] = [];
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-});
-afterAll(async () => {
-  await Promise.all(started.map((server) => server.stop('SIGKILL')));
-  await database?.drop();
-});
+// The file's database, and every server it starts killed in afterAll.
+const bed = useClusters();
 
 async function startServer(env: Record<string, string> = {}): Promise<ServerProcess> {
   const port = await freePort();
-  const server = startProcess({ DATABASE_URL: database.url, PORT: String(port), ...env });
-  started.push(server);
+  const server = bed.track(startProcess({ DATABASE_URL: bed.databaseUrl, PORT: String(port), ...env }));
   await waitForHttp(`${server.baseUrl}/health/ready`);
   return server;
 }
@@ -45,7 +35,7 @@ describe('the built server (node dist/main.js, LEVEL=1)', () => {
     const output = JSON.stringify(server.logs);
     expect(server.logs.length).toBeGreaterThan(2);
     expect(output).not.toContain(authorization.slice('Bearer '.length));
-    expect(output).not.toContain(new URL(database.url).password || 'no-password-in-url');
+    expect(output).not.toContain(new URL(bed.databaseUrl).password || 'no-password-in-url');
   });
 
   it('on SIGTERM: in-flight requests finish, new requests on open connections get 503 + close, exit 0', async () => {
@@ -138,7 +128,7 @@ describe('the built server (node dist/main.js, LEVEL=1)', () => {
       [{ NODE_ENV: 'production' }, /^Invalid setting AUTH_SECRET: is not set/],
     ];
     for (const [env, expected] of cases) {
-      const server = startProcess({ DATABASE_URL: database.url, ...env });
+      const server = startProcess({ DATABASE_URL: bed.databaseUrl, ...env });
       const exit = await server.exited;
       expect(exit.code).toBe(78);
       await server.outputEnded;

@@ -21,7 +21,6 @@ export const httpDuration = new KeyedHistogram(
   ['method', 'route', 'status_code'],
   REQUEST_DURATION_BUCKETS,
 );
-client.register.registerMetric(httpDuration as unknown as client.Metric);
 
 /** The route pattern (/api/items/:id), never the raw URL: label cardinality stays bounded. */
 export function routeLabel(request: FastifyRequest): string {

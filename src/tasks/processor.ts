@@ -48,25 +48,25 @@ export async function runJob(
   cancel: CancelSource,
   deps: RunDependencies,
 ): Promise<unknown> {
-  const refuse = (reason: string) => {
-    cancel.finish?.();
-    return new UnrecoverableError(reason);
-  };
-  const definition = tasksByName.get(job.name);
-  if (!definition) throw refuse(`unknown task ${job.name}`);
-  const problems = payloadErrors(definition, job.data);
-  if (problems.length > 0) {
-    throw refuse(`invalid payload: ${problems.map((p) => `${p.field} ${p.message}`).join('; ')}`);
-  }
-  const timeout = definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined;
-  const context = new JobContext(job, cancel, timeout, deps);
   try {
-    return await definition.handler(job.data as never, context);
-  } catch (error) {
-    if (cancel.cancelled) throw new UnrecoverableError(CANCELLED_REASON);
-    if (timeout?.aborted) throw new Error(`timed out after ${definition.timeoutMs} ms`);
-    throw error;
+    const definition = tasksByName.get(job.name);
+    if (!definition) throw new UnrecoverableError(`unknown task ${job.name}`);
+    const problems = payloadErrors(definition, job.data);
+    if (problems.length > 0) {
+      throw new UnrecoverableError(
+        `invalid payload: ${problems.map((p) => `${p.field} ${p.message}`).join('; ')}`,
+      );
+    }
+    const timeout = definition.timeoutMs ? AbortSignal.timeout(definition.timeoutMs) : undefined;
+    try {
+      return await definition.handler(job.data as never, new JobContext(job, cancel, timeout, deps));
+    } catch (error) {
+      if (cancel.cancelled) throw new UnrecoverableError(CANCELLED_REASON);
+      if (timeout?.aborted) throw new Error(`timed out after ${definition.timeoutMs} ms`);
+      throw error;
+    }
   } finally {
+    // However the run ends (refused, done, failed), a cancel no longer reaches it.
     cancel.finish?.();
   }
 }

@@ -6,7 +6,6 @@ import { fileURLToPath } from 'node:url';
 import { type Job, Queue, Worker } from 'bullmq';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import client, { type Metric } from 'prom-client';
 import { KeyedCounter, KeyedHistogram } from '../keyed-metrics.js';
 import { createWorkerConnection } from '../redis/connection.js';
 import { logUnlessConnectionError, watchConnection } from '../redis/connection-events.js';
@@ -35,8 +34,6 @@ const duration = new KeyedHistogram(
   labels,
   [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
 );
-for (const metric of [completed, failed, retried, duration])
-  client.register.registerMetric(metric as unknown as Metric);
 
 export interface TaskWorkers {
   workers: ReadonlyMap<QueueName, Worker>;
