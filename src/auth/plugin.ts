@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { sendProblem } from '../plugins/errors.js';
 import { problem } from '../plugins/problem.js';
-import { createProducerConnection } from '../redis/connection.js';
+import { createProducerConnection, firstAttemptSettled } from '../redis/connection.js';
 import { sharedCacheTargetOf } from '../redis/target.js';
 import { isDistributed, type Settings } from '../settings.js';
 import { MemorySessionStore, RedisSessionStore, type SessionStore } from './sessions.js';
@@ -68,6 +68,7 @@ async function authPlugin(app: FastifyInstance, settings: Settings): Promise<voi
   if (isDistributed(settings)) {
     const redis = createProducerConnection(sharedCacheTargetOf(settings));
     redis.on('error', () => {}); // surfaced per call (503); the connection retries in the background
+    app.addHook('onReady', () => firstAttemptSettled(redis));
     app.addHook('onClose', async () => redis.disconnect());
     sessions = new RedisSessionStore(redis, `${settings.QUEUE_PREFIX}:auth:`);
   }

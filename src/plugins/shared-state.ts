@@ -27,13 +27,15 @@ declare module 'fastify' {
 async function sharedStatePlugin(app: FastifyInstance, settings: Settings): Promise<void> {
   let redis: Redis | undefined;
   if (isDistributed(settings)) {
-    const [{ createProducerConnection }, { watchConnection }] = await Promise.all([
+    const [{ createProducerConnection, firstAttemptSettled }, { watchConnection }] = await Promise.all([
       import('../redis/connection.js'),
       import('../redis/connection-events.js'),
     ]);
     redis = createProducerConnection(sharedCacheTargetOf(settings));
     // Surfaced per call; the connection retries in the background, logged once down and once back.
     watchConnection(redis, app.log, 'shared-state');
+    const connection = redis;
+    app.addHook('onReady', () => firstAttemptSettled(connection));
     app.addHook('onClose', async () => redis?.disconnect());
   }
   const cache: Cache = withCacheMetrics(

@@ -1,5 +1,3 @@
-import { once } from 'node:events';
-import { setTimeout } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import client from 'prom-client';
@@ -17,7 +15,6 @@ declare module 'fastify' {
 }
 
 let depthRegistered = false;
-const STARTUP_REDIS_WAIT_MS = 2000;
 
 /**
  * Queue depth by state, read from Redis at scrape time. Every HTTP worker reports the same figure, in
@@ -51,18 +48,21 @@ async function tasksPlugin(app: FastifyInstance, settings: Settings): Promise<vo
     return;
   }
   // Loaded only here: a level without background tasks never loads BullMQ or ioredis.
-  const [{ connectedAddress, createProducerConnection }, { watchConnection }, { retentionOf, TaskService }] =
-    await Promise.all([
-      import('../redis/connection.js'),
-      import('../redis/connection-events.js'),
-      import('../tasks/service.js'),
-    ]);
+  const [
+    { connectedAddress, createProducerConnection, firstAttemptSettled },
+    { watchConnection },
+    { retentionOf, TaskService },
+  ] = await Promise.all([
+    import('../redis/connection.js'),
+    import('../redis/connection-events.js'),
+    import('../tasks/service.js'),
+  ]);
   const target = redisTargetOf(settings);
   const connection = createProducerConnection(target);
   // Errors surface per request (503); the connection retries in the background, logged once down and once back.
   watchConnection(connection, app.log, 'tasks');
   // Give Redis a moment to answer at start-up, so the first requests find it ready; never block longer.
-  await Promise.race([once(connection, 'ready'), setTimeout(STARTUP_REDIS_WAIT_MS)]).catch(() => {});
+  await firstAttemptSettled(connection);
   const service = new TaskService(connection, settings.QUEUE_PREFIX, retentionOf(settings));
   app.decorate('tasks', service);
   current = service;

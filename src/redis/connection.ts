@@ -39,13 +39,38 @@ function connect(target: RedisTarget, options: RedisOptions): Redis {
  * Producer connection (API side): commands fail at once while Redis is unreachable, so an HTTP
  * request never waits on a dead Redis; ioredis keeps reconnecting in the background.
  */
+/** How long a producer connection's first attempt may take (also how long start-up waits for it). */
+export const PRODUCER_CONNECT_TIMEOUT_MS = 2000;
+
 export function createProducerConnection(target: RedisTarget): Redis {
   return connect(target, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
-    connectTimeout: 2000,
+    connectTimeout: PRODUCER_CONNECT_TIMEOUT_MS,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
     lazyConnect: false,
+  });
+}
+
+/**
+ * Resolves once the connection's first attempt has ended: ready, refused or timed out. A producer
+ * queues nothing while disconnected, so an app that listens before its producer is ready answers its
+ * first requests 503 (a replaced worker with SO_REUSEPORT takes connections the moment it listens);
+ * Redis being down must not hold the start, so a refusal or the timeout ends the wait too.
+ */
+export function firstAttemptSettled(
+  connection: Redis,
+  timeoutMs = PRODUCER_CONNECT_TIMEOUT_MS,
+): Promise<void> {
+  if (connection.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const settle = () => {
+      clearTimeout(timer);
+      for (const event of ['ready', 'error', 'end']) connection.off(event, settle);
+      resolve();
+    };
+    const timer = setTimeout(settle, timeoutMs);
+    for (const event of ['ready', 'error', 'end']) connection.once(event, settle);
   });
 }
 
