@@ -117,25 +117,34 @@ describe('LEVEL=4: one trace from the request to the job, across processes', () 
     const [, responseTraceId, responseParentId] = (response.headers.get('traceresponse') ?? '').split('-');
     expect(responseTraceId).toBe(incoming.traceId);
 
-    const spans = inTrace(
-      await collector.waitFor((all) =>
-        inTrace(all, incoming.traceId).some(
+    // Each process exports on its own schedule: wait until every part has arrived, not just the last.
+    const partsOf = (all: ReceivedSpan[]) => {
+      const trace = inTrace(all, incoming.traceId);
+      return {
+        trace,
+        server_: trace.find((span) => span.kind === SPAN_KIND.server),
+        enqueue: trace.find(
+          (span) => span.kind === SPAN_KIND.producer && span.name.startsWith('add default'),
+        ),
+        processing: trace.find((span) => span.kind === SPAN_KIND.consumer && span.name === 'process default'),
+        redis: trace.filter((span) => span.kind === SPAN_KIND.client && span.scope.includes('ioredis')),
+        postgres: trace.filter(
           (span) => span.kind === SPAN_KIND.client && span.scope.includes('instrumentation-pg'),
         ),
-      ),
-      incoming.traceId,
-    );
-    const server_ = spans.find((span) => span.kind === SPAN_KIND.server);
-    const enqueue = spans.find(
-      (span) => span.kind === SPAN_KIND.producer && span.name.startsWith('add default'),
-    );
-    const processing = spans.find(
-      (span) => span.kind === SPAN_KIND.consumer && span.name === 'process default',
-    );
-    const redis = spans.filter((span) => span.kind === SPAN_KIND.client && span.scope.includes('ioredis'));
-    const postgres = spans.filter(
-      (span) => span.kind === SPAN_KIND.client && span.scope.includes('instrumentation-pg'),
-    );
+      };
+    };
+    const arrived = (all: ReceivedSpan[]) => {
+      const parts = partsOf(all);
+      return Boolean(parts.server_ && parts.enqueue && parts.processing && parts.postgres.length > 0);
+    };
+    const {
+      trace: spans,
+      server_,
+      enqueue,
+      processing,
+      redis,
+      postgres,
+    } = partsOf(await collector.waitFor(arrived));
     expect(server_, 'the API worker server span').toBeDefined();
     expect(enqueue, 'the enqueue span').toBeDefined();
     expect(processing, "the task worker's processing span").toBeDefined();
