@@ -48,8 +48,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Readiness: dependencies reachable, not shutting down
-         * @description Checks each dependency (PostgreSQL, Redis when used) within 2 s; for readiness probes.
+         * Readiness: dependencies reachable, schema migrated, not shutting down
+         * @description Checks each dependency (PostgreSQL, Redis when used) within 2 s, and that the migrations this release ships with are applied; for readiness probes.
          */
         get: operations["healthReady"];
         put?: never;
@@ -473,7 +473,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description A dependency is down, or the process is shutting down */
+            /** @description A dependency is down, migrations are pending, or the process is shutting down */
             503: {
                 headers: {
                     [name: string]: unknown;

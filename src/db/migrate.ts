@@ -1,9 +1,7 @@
-import { fileURLToPath } from 'node:url';
 import { runner } from 'node-pg-migrate';
 import pg from 'pg';
 import type { Logger } from 'pino';
-
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
+import { MIGRATIONS_DIR, MIGRATIONS_TABLE } from './migration-status.js';
 
 /**
  * Apply pending SQL migrations. node-pg-migrate holds a PostgreSQL advisory lock while it runs;
@@ -15,7 +13,7 @@ export async function migrateUp(databaseUrl: string, logger: Logger): Promise<st
     databaseUrl,
     dir: MIGRATIONS_DIR,
     direction: 'up',
-    migrationsTable: 'pgmigrations',
+    migrationsTable: MIGRATIONS_TABLE,
     advisoryLockMode: 'wait',
     singleTransaction: true,
     checkOrder: true,

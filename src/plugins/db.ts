@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type pg from 'pg';
+import { pendingMessage, pendingMigrations, shippedMigrations } from '../db/migration-status.js';
 import { createPool } from '../db/pool.js';
 import type { Settings } from '../settings.js';
 import { addReadinessCheck } from './readiness.js';
@@ -28,6 +29,18 @@ async function dbPlugin(app: FastifyInstance, settings: DbSettings): Promise<voi
   addReadinessCheck(app, 'database', async () => {
     await pool.query('SELECT 1');
     return undefined;
+  });
+  // Not ready until this code's schema is in: read until it is, then never again (a schema does not
+  // go back; a newer release migrating first leaves extra migrations, which is fine).
+  const shipped = shippedMigrations();
+  let schemaCurrent = false;
+  addReadinessCheck(app, 'migrations', async () => {
+    if (!schemaCurrent) {
+      const pending = await pendingMigrations(pool, shipped);
+      if (pending.length > 0) throw new Error(pendingMessage(pending));
+      schemaCurrent = true;
+    }
+    return `schema up to date (${shipped.length} migrations)`;
   });
   app.addHook('onClose', async () => {
     await pool.end();

@@ -62,12 +62,16 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ identity: ProcessIdentity
       schema: {
         tags: ['health'],
         operationId: 'healthReady',
-        summary: 'Readiness: dependencies reachable, not shutting down',
-        description: 'Checks each dependency (PostgreSQL, Redis when used) within 2 s; for readiness probes.',
+        summary: 'Readiness: dependencies reachable, schema migrated, not shutting down',
+        description:
+          'Checks each dependency (PostgreSQL, Redis when used) within 2 s, and that the migrations this release ships with are applied; for readiness probes.',
         security: [],
         response: {
           200: { ...Ready, description: 'Ready to serve' },
-          503: { ...Ready, description: 'A dependency is down, or the process is shutting down' },
+          503: {
+            ...Ready,
+            description: 'A dependency is down, migrations are pending, or the process is shutting down',
+          },
         },
       },
     },
