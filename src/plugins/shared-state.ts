@@ -31,12 +31,12 @@ async function sharedStatePlugin(app: FastifyInstance, settings: Settings): Prom
       import('../redis/connection.js'),
       import('../redis/connection-events.js'),
     ]);
-    redis = createProducerConnection(sharedCacheTargetOf(settings));
+    const connection = createProducerConnection(sharedCacheTargetOf(settings));
+    redis = connection;
     // Surfaced per call; the connection retries in the background, logged once down and once back.
-    watchConnection(redis, app.log, 'shared-state');
-    const connection = redis;
+    watchConnection(connection, app.log, 'shared-state');
     app.addHook('onReady', () => firstAttemptSettled(connection));
-    app.addHook('onClose', async () => redis?.disconnect());
+    app.addHook('onClose', async () => connection.disconnect());
   }
   const cache: Cache = withCacheMetrics(
     redis ? new RedisCache(redis, `${settings.QUEUE_PREFIX}:cache:`) : new MemoryCache(),

@@ -35,13 +35,13 @@ function connect(target: RedisTarget, options: RedisOptions): Redis {
   return target.kind === 'url' ? new Redis(target.url, all) : new Redis(all);
 }
 
+/** How long a producer connection's first attempt may take (also how long start-up waits for it). */
+export const PRODUCER_CONNECT_TIMEOUT_MS = 2000;
+
 /**
  * Producer connection (API side): commands fail at once while Redis is unreachable, so an HTTP
  * request never waits on a dead Redis; ioredis keeps reconnecting in the background.
  */
-/** How long a producer connection's first attempt may take (also how long start-up waits for it). */
-export const PRODUCER_CONNECT_TIMEOUT_MS = 2000;
-
 export function createProducerConnection(target: RedisTarget): Redis {
   return connect(target, {
     enableOfflineQueue: false,
