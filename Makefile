@@ -68,9 +68,9 @@ format: install ## Apply Biome formatting and safe fixes
 migrate: node dist/main.js ## Apply pending SQL migrations over MIGRATIONS_DATABASE_URL (else DATABASE_URL; embedded PostgreSQL when unset)
 	node dist/migrate.js
 
-user: node dist/main.js ## Create a user who can sign in: make user EMAIL=you@example.com (asks for the password)
-	@test -n "$(EMAIL)" || { echo 'usage: make user EMAIL=you@example.com' >&2; exit 2; }
-	node dist/create-user.js "$(EMAIL)"
+user: node dist/main.js ## Create a user who can sign in: make user EMAIL=you@example.com [ROLE=admin|user] (asks for the password; the first user is an admin)
+	@test -n "$(EMAIL)" || { echo 'usage: make user EMAIL=you@example.com [ROLE=admin|user]' >&2; exit 2; }
+	node dist/create-user.js "$(EMAIL)" $(ROLE)
 
 client: node install ## Regenerate the OpenAPI document and the typed client in clients/typescript
 	npm run client:generate
@@ -132,7 +132,7 @@ image: ## Build the image (node-levels-starter:local) with your Docker: plain do
 compose-test: node install ## Only the container tests: the image, the compose stack and the Swarm stack on a real engine (own dockerd as root; CONTAINER_TEST_ENGINE=system uses yours)
 	npx vitest run test/deployment/image.test.ts test/deployment/compose-stack.test.ts test/deployment/swarm.test.ts
 
-compose-up: ## docker compose up --build (api, worker, PostgreSQL, Redis); PROFILE=proxy|traefik|monitoring adds a proxy or Prometheus + Grafana
+compose-up: ## docker compose up --build (api, worker, PostgreSQL, Redis; no .env needed, the signing key is generated once); PROFILE=proxy|traefik|monitoring adds a proxy or Prometheus + Grafana
 	docker compose $(if $(PROFILE),--profile $(PROFILE)) up --build
 
 compose-down: ## Stop everything compose started (volumes kept)

@@ -11,6 +11,7 @@ import { dashboardOffRoutes } from './plugins/dashboard-off.js';
 import dbPlugin from './plugins/db.js';
 import docsPlugin from './plugins/docs.js';
 import errorsPlugin from './plugins/errors.js';
+import { clientErrorHandler, frameworkErrorHandler } from './plugins/framework-errors.js';
 import lifecyclePlugin from './plugins/lifecycle.js';
 import metricsPlugin, { type MetricsOptions } from './plugins/metrics.js';
 import { ProblemSchema } from './plugins/problem.js';
@@ -24,7 +25,8 @@ import { exampleRoutes } from './routes/examples.js';
 import { healthRoutes, type ProcessIdentity } from './routes/health.js';
 import { Item, itemRoutes } from './routes/items.js';
 import { enqueueSchemas, taskRoutes } from './routes/tasks.js';
-import type { Settings } from './settings.js';
+import { type Settings, trustProxyOf } from './settings.js';
+import { fastifyTrustProxy } from './settings-trust-proxy.js';
 import { activeTracing } from './telemetry/tracing.js';
 
 declare module 'fastify' {
@@ -60,7 +62,7 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
     keepAliveTimeout: settings.KEEP_ALIVE_TIMEOUT * 1000,
     requestTimeout: settings.REQUEST_TIMEOUT * 1000,
     connectionTimeout: 0,
-    trustProxy: settings.TRUST_PROXY,
+    trustProxy: fastifyTrustProxy(trustProxyOf(settings)),
     // We answer 503 problem+json ourselves while closing (plugins/lifecycle.ts).
     return503OnClosing: false,
     forceCloseConnections: 'idle',
@@ -73,6 +75,10 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
       const incoming = request.headers['x-request-id'];
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
+    // Errors before routing (a malformed URL, a path parameter too long) and bytes Node's parser refuses
+    // (headers too large, a bad Content-Length) answer problem+json too (plugins/framework-errors.ts).
+    frameworkErrors: frameworkErrorHandler(settings.NODE_ENV === 'production'),
+    clientErrorHandler: clientErrorHandler(options.logger as FastifyBaseLogger),
     // Strict bodies, canonical-only coercion of path and query values (plugins/validation.ts),
     // each schema compiled on first use (plugins/schema-compilers.ts).
     schemaController: { compilersFactory: schemas.compilersFactory },

@@ -1,12 +1,13 @@
 /**
- * `node dist/create-user.js <email>` (`make user EMAIL=...`): create a user who can sign in. The
+ * `node dist/create-user.js <email> [user|admin]` (`make user EMAIL=... ROLE=admin`): create a user who
+ * can sign in. Without a role, the first user of the database is an admin and later ones users. The
  * password is read from stdin (one line: typed at the prompt, or piped), never from the command line,
  * where `ps` and shell history would show it. Uses DATABASE_URL (or the embedded development database).
  */
 import { createInterface } from 'node:readline/promises';
 import { MIN_PASSWORD_LENGTH } from './auth/passwords.js';
 import { EMAIL } from './auth/settings-check.js';
-import { UserRepository } from './auth/users.js';
+import { ROLES, type Role, UserRepository } from './auth/users.js';
 import { createPool } from './db/pool.js';
 import { prepareDatabase } from './db/prepare.js';
 import { createLogger } from './logger.js';
@@ -15,6 +16,7 @@ import { loadSettingsOrExit } from './runtime/startup.js';
 const settings = loadSettingsOrExit();
 const logger = createLogger(settings);
 const email = process.argv[2] ?? '';
+const role = process.argv[3] || undefined;
 
 async function readPassword(): Promise<string> {
   if (process.stdin.isTTY) process.stderr.write(`Password for ${email}: `);
@@ -26,8 +28,8 @@ async function readPassword(): Promise<string> {
   return '';
 }
 
-if (!EMAIL.test(email)) {
-  logger.fatal({ email }, 'usage: node dist/create-user.js <email> (password on stdin)');
+if (!EMAIL.test(email) || (role !== undefined && !ROLES.includes(role as Role))) {
+  logger.fatal({ email, role }, 'usage: node dist/create-user.js <email> [user|admin] (password on stdin)');
   process.exit(2);
 }
 const password = await readPassword();
@@ -45,8 +47,11 @@ const pool = createPool(
   logger,
 );
 try {
-  const created = await new UserRepository(pool).createIfMissing(email, password);
-  logger.info({ email, created }, created ? 'user created' : 'a user with this email exists: unchanged');
+  const created = await new UserRepository(pool).createIfMissing(email, password, role as Role | undefined);
+  logger.info(
+    { email, role, created },
+    created ? 'user created' : 'a user with this email exists: unchanged',
+  );
   process.exitCode = created ? 0 : 1;
 } catch (error) {
   logger.fatal({ err: (error as Error).message }, 'user not created');

@@ -6,6 +6,7 @@ import { checkAuthSettings } from './auth/settings-check.js';
 import { redisConfigured } from './redis/target.js';
 import { describeExpected, formatSettingsErrors, type SettingProblem } from './settings-errors.js';
 import { checkRedisSettings } from './settings-redis.js';
+import { parseTrustProxy, TRUST_PROXY_EXPECTED, type TrustProxy } from './settings-trust-proxy.js';
 import { type AjvError, settingsValidator } from './settings-validator.js';
 
 /**
@@ -99,9 +100,11 @@ export const settingsSchema = Type.Object({
     default: '',
     description: 'Comma-separated allowed CORS origins; empty = CORS off; * = any (refused in production)',
   }),
-  TRUST_PROXY: Type.Boolean({
-    default: false,
-    description: 'Trust X-Forwarded-* headers (enable behind nginx, Traefik or a cloud load balancer)',
+  // A string parsed by settings-trust-proxy.ts: Fastify's forms, validated entry by entry.
+  TRUST_PROXY: Type.String({
+    default: 'false',
+    description:
+      'Peers whose X-Forwarded-For/-Proto/-Host are believed: false, true (any), a hop count, or comma-separated addresses/CIDRs of your proxies (narrowest is safest; docs/deployment.md#behind-a-proxy)',
   }),
   OPENAPI_DOCS: Type.Boolean({ default: true, description: 'Serve /docs (UI) and /openapi.json' }),
   LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({
@@ -259,12 +262,6 @@ export const settingsSchema = Type.Object({
     default: 3001,
     description: 'Task worker liveness and metrics port (GET /health/live, /metrics; 0 = off)',
   }),
-  ENABLE_DISTRIBUTED_MODE: Type.Optional(
-    Type.Boolean({
-      description:
-        'Keep rate limits and cache in Redis, shared by all workers and nodes (default: on at LEVEL>=2 when a Redis URL is set)',
-    }),
-  ),
   SHARED_CACHE_URL: Type.Optional(
     Type.String({ description: 'Redis for the shared cache and rate limits (default: REDIS_URL)' }),
   ),
@@ -393,6 +390,17 @@ export const settingsSchema = Type.Object({
     description:
       'Key rotation: tokens signed with this older key are still accepted; new ones use AUTH_SECRET',
   }),
+  AUTH_SECRET_FILE: Type.Optional(
+    Type.String({
+      description:
+        'File whose contents (trimmed) are AUTH_SECRET when AUTH_SECRET is unset: a Docker or Kubernetes secret, or the compose secrets-init volume',
+    }),
+  ),
+  AUTH_PREVIOUS_SECRET_FILE: Type.Optional(
+    Type.String({
+      description: 'File whose contents (trimmed) are AUTH_PREVIOUS_SECRET when that is unset',
+    }),
+  ),
   AUTH_ACCESS_TOKEN_TTL: Type.Integer({
     minimum: 1,
     maximum: 86400,
@@ -402,7 +410,14 @@ export const settingsSchema = Type.Object({
   AUTH_REFRESH_TOKEN_TTL: Type.Integer({
     minimum: 60,
     default: 1209600,
-    description: 'Lifetime of a sign-in session and its refresh token (s); each refresh rotates the token',
+    description:
+      'Lifetime of a refresh token (s): a session unused this long ends; each refresh rotates the token and starts it again',
+  }),
+  AUTH_SESSION_MAX_AGE: Type.Integer({
+    minimum: 60,
+    default: 2592000,
+    description:
+      'Absolute lifetime of a sign-in session (s), whatever the refreshes: then the user signs in again',
   }),
   FIRST_USER_EMAIL: Type.String({
     default: '',
@@ -476,6 +491,48 @@ function readEnvFile(path: string | null): Record<string, string> {
 }
 
 /**
+ * Secrets that may come from a file, as the official images' `X_FILE` convention has it (Docker and
+ * Kubernetes secrets are mounted as files): X_FILE names the file, and X set directly wins.
+ */
+const FILE_SETTINGS = [
+  ['AUTH_SECRET', 'AUTH_SECRET_FILE'],
+  ['AUTH_PREVIOUS_SECRET', 'AUTH_PREVIOUS_SECRET_FILE'],
+] as const;
+
+/** Fill each unset X from X_FILE, in place; one problem per file that cannot be used (never its contents). */
+function readSecretFiles(explicit: Record<string, string>): SettingProblem[] {
+  const problems: SettingProblem[] = [];
+  for (const [name, fileName] of FILE_SETTINGS) {
+    const path = explicit[fileName];
+    if (path === undefined || explicit[name] !== undefined) continue;
+    let contents: string;
+    try {
+      contents = readFileSync(path, 'utf8').trim();
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+      problems.push({
+        name: fileName,
+        value: path,
+        problem: `cannot be read (${code})`,
+        expected: `a readable file holding ${name}, or ${name} itself`,
+      });
+      continue;
+    }
+    if (contents === '') {
+      problems.push({
+        name: fileName,
+        value: path,
+        problem: 'is an empty file',
+        expected: `a file holding ${name}, or ${name} itself`,
+      });
+      continue;
+    }
+    explicit[name] = contents;
+  }
+  return problems;
+}
+
+/**
  * Preset entries that make no sense beside a value the user set: the preset yields, so a preset
  * never causes an error; only the user's own contradictions do (checkSemantics).
  */
@@ -496,15 +553,36 @@ function presetFor(
   ) as Record<string, string>;
 }
 
+/** Variables that once existed and would now silently do nothing: refused, with what replaced them. */
+const RETIRED_SETTINGS: Record<string, string> = {
+  ENABLE_DISTRIBUTED_MODE:
+    'rate limits and the cache are always shared (in Redis when a Redis URL is set, else in PostgreSQL) and sessions live in PostgreSQL',
+};
+
+function retiredProblems(env: Record<string, string | undefined>): SettingProblem[] {
+  return Object.entries(RETIRED_SETTINGS)
+    .filter(([name]) => env[name] !== undefined && env[name] !== '')
+    .map(([name, replacement]) => ({
+      name,
+      value: env[name],
+      problem: 'is retired',
+      expected: `it removed: ${replacement}`,
+    }));
+}
+
 /** Load, coerce and validate settings. Throws SettingsError naming every bad variable. */
 export function loadSettings(env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): Settings {
   const fromFile = readEnvFile(options.envFile === undefined ? '.env' : options.envFile);
+  const retired = retiredProblems({ ...fromFile, ...env });
+  if (retired.length > 0) throw new SettingsError(retired);
   const explicit: Record<string, string> = { ...fromFile };
   for (const [key, value] of Object.entries(env)) {
     if (value !== undefined && key in settingsSchema.properties) explicit[key] = value;
   }
   // An empty value means "not set", so the default (or preset) applies.
   for (const key of Object.keys(explicit)) if (explicit[key] === '') delete explicit[key];
+  const fileProblems = readSecretFiles(explicit);
+  if (fileProblems.length > 0) throw new SettingsError(fileProblems);
 
   const data = { ...presetFor(explicit.LEVEL, explicit), ...explicit };
   const validate = settingsValidator(settingsSchema);
@@ -584,6 +662,15 @@ function checkSemantics(settings: Settings, signsTokens: boolean): SettingProble
       value: settings.CORS_ORIGINS,
       problem: 'allows any origin, which NODE_ENV=production refuses',
       expected: 'a comma-separated list of origins such as https://app.example.com',
+    });
+  }
+  const trust = parseTrustProxy(settings.TRUST_PROXY);
+  if (typeof trust === 'string') {
+    problems.push({
+      name: 'TRUST_PROXY',
+      value: settings.TRUST_PROXY,
+      problem: trust,
+      expected: TRUST_PROXY_EXPECTED,
     });
   }
   problems.push(...checkBackgroundTasks(settings, production));
@@ -668,9 +755,24 @@ export function listensWithReusePort(settings: Settings): boolean {
   return settings.LISTEN_REUSE_PORT ?? process.platform === 'linux';
 }
 
-/** Distributed mode: explicit, or on from LEVEL>=2 when some Redis (URL or sentinels) is configured. */
-export function isDistributed(settings: Settings): boolean {
-  return settings.ENABLE_DISTRIBUTED_MODE ?? (settings.LEVEL >= 2 && redisConfigured(settings));
+/** TRUST_PROXY parsed (loadSettings has validated it). */
+export function trustProxyOf(settings: Settings): TrustProxy {
+  const trust = parseTrustProxy(settings.TRUST_PROXY);
+  if (typeof trust === 'string') {
+    throw new SettingsError([
+      { name: 'TRUST_PROXY', value: settings.TRUST_PROXY, problem: trust, expected: TRUST_PROXY_EXPECTED },
+    ]);
+  }
+  return trust;
+}
+
+/**
+ * Where rate limits and the cache live: in Redis when one is configured (REDIS_URL, REDIS_SENTINELS
+ * or SHARED_CACHE_URL), at any level; otherwise in PostgreSQL (limits) and nowhere (cache). Never per
+ * process: there is no setting that makes them so. Sessions always live in PostgreSQL.
+ */
+export function sharedStateStoreOf(settings: Settings): 'redis' | 'postgres' {
+  return redisConfigured(settings) ? 'redis' : 'postgres';
 }
 
 /** The migrate step's connection: direct to PostgreSQL (a session), never through PgBouncer. */

@@ -6,8 +6,9 @@ import type { ServerProcess } from './helpers/process.js';
 import { dropPrefix, REDIS_URL, uniquePrefix } from './helpers/tasks.js';
 import { TEST_USER } from './helpers/user.js';
 
-// Sign-in across the workers of a LEVEL=2 cluster in distributed mode (sessions in Redis). Each
-// undici Client holds one keep-alive connection, so it talks to one worker: we know which one answered.
+// Sign-in across the workers of a LEVEL=2 cluster with Redis (sessions in PostgreSQL, limits and cache in
+// Redis). Each undici Client holds one keep-alive connection, so it talks to one worker: we know which
+// one answered. test/one-service.test.ts runs the same checks on every deployed topology.
 let database: TestDatabase;
 let server: ServerProcess;
 const prefix = uniquePrefix();
@@ -20,7 +21,6 @@ beforeAll(async () => {
     WORKERS: '2',
     DATABASE_URL: database.url,
     REDIS_URL,
-    ENABLE_DISTRIBUTED_MODE: 'true',
     QUEUE_PREFIX: prefix,
     AUTH_SECRET: 'cluster-test-signing-key-0123456789-abcdefgh',
   });
@@ -96,6 +96,13 @@ function expect401(answer: Answer) {
   expect(answer.contentType).toMatch(/^application\/problem\+json/);
 }
 
+/** The token endpoint's RFC 6749 §5.2 answer. */
+function expectInvalidGrant(answer: Answer) {
+  expect(answer.status).toBe(400);
+  expect(answer.contentType).toMatch(/^application\/json/);
+  expect(answer.body.error).toBe('invalid_grant');
+}
+
 describe('sign-in at LEVEL=2 with 2 workers and Redis', () => {
   it('a token from one worker works on the other; after logout both refuse it at once; a recycled worker accepts valid tokens', async () => {
     const first = await clientOnNewWorker(new Set());
@@ -121,7 +128,7 @@ describe('sign-in at LEVEL=2 with 2 workers and Redis', () => {
     ).toBe(204);
     expect401(await me(first.client, access as string));
     expect401(await me(second.client, access as string));
-    expect401(
+    expectInvalidGrant(
       await call(
         first.client,
         'POST',
@@ -140,9 +147,9 @@ describe('sign-in at LEVEL=2 with 2 workers and Redis', () => {
     expect((await me(first.client, fresh)).status).toBe(200);
   });
 
-  it('wrong password, tampered and foreign tokens get 401 problem+json on every worker', async () => {
+  it('a wrong password gets invalid_grant; tampered and foreign tokens 401 problem+json on every worker', async () => {
     const first = await clientOnNewWorker(new Set());
-    expect401(await signIn(first.client, 'not the password'));
+    expectInvalidGrant(await signIn(first.client, 'not the password'));
     const token = (await signIn(first.client)).body.access_token as string;
     const [header, payload, signature] = token.split('.') as [string, string, string];
     const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());

@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UserRepository } from '../src/auth/users.js';
 import { authHeaders, buildTestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
@@ -130,5 +132,73 @@ describe('items API on PostgreSQL', () => {
     const name = "Robert'); DROP TABLE items;--";
     const item = (await create({ name })).json();
     expect((await app.inject(`/api/items/${item.id}`)).json().name).toBe(name);
+  });
+});
+
+describe('items have owners', () => {
+  const signInAs = async (email: string) => {
+    const pool = new pg.Pool({ connectionString: database.url, max: 1 });
+    await new UserRepository(pool).createIfMissing(email, 'a long enough password');
+    await pool.end();
+    const response = await app.inject({
+      method: 'POST',
+      url: '/api/auth/token',
+      payload: { grant_type: 'password', username: email, password: 'a long enough password' },
+    });
+    return { authorization: `Bearer ${response.json().access_token}` };
+  };
+
+  it('lets only the owner or an admin change or delete an item; another user gets 403', async () => {
+    const alice = await signInAs('alice@example.com');
+    const bob = await signInAs('bob@example.com');
+    const admin = await authHeaders(app); // FIRST_USER is an admin
+    const me = (await app.inject({ url: '/api/auth/me', headers: alice })).json();
+    const created = await app.inject({
+      method: 'POST',
+      url: '/api/items',
+      headers: alice,
+      payload: { name: 'hers' },
+    });
+    const item = created.json();
+    expect(item.ownerId).toBe(me.id);
+
+    const byBob = await app.inject({
+      method: 'PATCH',
+      url: `/api/items/${item.id}`,
+      headers: bob,
+      payload: { name: 'his' },
+    });
+    expect(byBob.statusCode).toBe(403);
+    expect(byBob.headers['content-type']).toMatch(/problem\+json/);
+    expect(byBob.json().detail).toMatch(/belongs to another user/);
+    expect(
+      (await app.inject({ method: 'DELETE', url: `/api/items/${item.id}`, headers: bob })).statusCode,
+    ).toBe(403);
+    expect((await app.inject(`/api/items/${item.id}`)).json().name).toBe('hers'); // unchanged
+
+    const byOwner = await app.inject({
+      method: 'PATCH',
+      url: `/api/items/${item.id}`,
+      headers: alice,
+      payload: { name: 'hers, renamed' },
+    });
+    expect(byOwner.statusCode).toBe(200);
+    const byAdmin = await app.inject({
+      method: 'PATCH',
+      url: `/api/items/${item.id}`,
+      headers: admin,
+      payload: { description: 'moderated' },
+    });
+    expect(byAdmin.json()).toMatchObject({ name: 'hers, renamed', description: 'moderated', ownerId: me.id });
+    expect(
+      (await app.inject({ method: 'DELETE', url: `/api/items/${item.id}`, headers: bob })).statusCode,
+    ).toBe(403);
+    expect(
+      (await app.inject({ method: 'DELETE', url: `/api/items/${item.id}`, headers: alice })).statusCode,
+    ).toBe(204);
+    // Gone: 404 for everyone, owner included.
+    expect(
+      (await app.inject({ method: 'DELETE', url: `/api/items/${item.id}`, headers: alice })).statusCode,
+    ).toBe(404);
   });
 });

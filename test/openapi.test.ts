@@ -8,6 +8,13 @@ import { ROOT } from './helpers/process.js';
 const run = promisify(execFile);
 const committed = (file: string) => readFileSync(`${CLIENT_DIR}${file}`, 'utf8');
 
+interface Parameter {
+  name: string;
+  in: string;
+  required?: boolean;
+  schema?: { default?: unknown };
+}
+
 interface Operation {
   operationId?: string;
   description?: string;
@@ -40,7 +47,7 @@ describe('the OpenAPI document and the client generated from it', () => {
     expect(report.totals).toMatchObject({ errors: 0, warnings: 0 });
   });
 
-  it('gives every operation an id, a description, problem+json errors and a security decision', () => {
+  it('gives every operation an id, a description, problem+json (or RFC 6749) errors and a security decision', () => {
     const document = JSON.parse(committed('openapi.json')) as {
       paths: Record<string, Record<string, Operation>>;
       servers: unknown[];
@@ -56,9 +63,11 @@ describe('the OpenAPI document and the client generated from it', () => {
         expect(operation.description, where).toBeTruthy();
         for (const [status, response] of Object.entries(operation.responses)) {
           expect(response.description, `${where} ${status}`).not.toBe('Default Response');
+          // The token endpoint answers RFC 6749 §5.2 JSON, what OAuth clients read; its 5xx stay problem+json.
+          const oauthError = path === '/api/auth/token' && Number(status) < 500;
           if (Number(status) >= 400 && !path.startsWith('/health'))
             expect(Object.keys(response.content ?? {}), `${where} ${status}`).toEqual([
-              'application/problem+json',
+              oauthError ? 'application/json' : 'application/problem+json',
             ]);
         }
         if (operation.security === undefined) protectedIds.push(operation.operationId as string);
@@ -78,5 +87,29 @@ describe('the OpenAPI document and the client generated from it', () => {
       ].sort(),
     );
     expect(ids.size).toBe(Object.values(document.paths).flatMap((methods) => Object.keys(methods)).length);
+  });
+
+  it('never requires a parameter that has a default (a contract validator would refuse a request without it)', () => {
+    const document = JSON.parse(committed('openapi.json')) as {
+      paths: Record<string, Record<string, { parameters?: Parameter[] }>>;
+    };
+    const defaulted: string[] = [];
+    const requiredWithDefault: string[] = [];
+    for (const [path, methods] of Object.entries(document.paths))
+      for (const [method, operation] of Object.entries(methods))
+        for (const parameter of operation.parameters ?? []) {
+          if (parameter.schema?.default === undefined) continue;
+          const where = `${method.toUpperCase()} ${path} ${parameter.in} ${parameter.name}`;
+          defaulted.push(where);
+          if (parameter.required === true) requiredWithDefault.push(where);
+        }
+    expect(defaulted).toEqual(
+      expect.arrayContaining([
+        'GET /api/items query limit',
+        'GET /api/examples/sleep query ms',
+        'GET /api/examples/hash query rounds',
+      ]),
+    );
+    expect(requiredWithDefault).toEqual([]);
   });
 });

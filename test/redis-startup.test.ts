@@ -39,10 +39,9 @@ afterAll(async () => {
 });
 
 describe('start-up with Redis slow to answer', () => {
-  it('is ready to serve sign-in (Redis sessions) and the shared cache on its very first requests', async () => {
+  it('is ready to serve sign-in and the shared cache (Redis) on its very first requests', async () => {
     const started = Date.now();
     const app: FastifyInstance = await buildTestApp(database.url, {
-      ENABLE_DISTRIBUTED_MODE: 'true',
       REDIS_URL: `redis://127.0.0.1:${relayPort}`,
       QUEUE_PREFIX: prefix,
     });

@@ -1,7 +1,7 @@
 /** Sentinel, PgBouncer-related and Redis Cluster settings: parsed into targets, refused when wrong. */
 import { describe, expect, it } from 'vitest';
 import { queuePrefixProblem, redisTargetOf, sharedCacheTargetOf } from '../src/redis/target.js';
-import { isDistributed, migrationsUrlOf } from '../src/settings.js';
+import { migrationsUrlOf, sharedStateStoreOf } from '../src/settings.js';
 import { loadFromEnv, settingsProblemOf } from './helpers/settings.js';
 
 const load = loadFromEnv;
@@ -39,9 +39,14 @@ describe('Redis Sentinel settings', () => {
     expect(redisTargetOf(load({}))).toEqual({ kind: 'url', url: 'redis://127.0.0.1:6379' });
   });
 
-  it('turn distributed mode on at LEVEL>=2 and satisfy production without REDIS_URL', () => {
-    expect(isDistributed(load({ ...sentinelEnv, LEVEL: '2' }))).toBe(true);
-    expect(isDistributed(load({ LEVEL: '2' }))).toBe(false);
+  it('put limits and cache in Redis at any level once one is configured, and satisfy production without REDIS_URL', () => {
+    expect(sharedStateStoreOf(load({ ...sentinelEnv, LEVEL: '1' }))).toBe('redis');
+    expect(sharedStateStoreOf(load({ REDIS_URL: 'redis://r:6379' }))).toBe('redis');
+    expect(sharedStateStoreOf(load({ LEVEL: '2' }))).toBe('postgres');
+    expect(sharedStateStoreOf(load({ LEVEL: '4' }))).toBe('postgres'); // tasks' default Redis is not configured
+    expect(() => load({ ENABLE_DISTRIBUTED_MODE: 'false' })).toThrow(
+      /ENABLE_DISTRIBUTED_MODE: "false" is retired; expected it removed/,
+    );
     expect(() =>
       load({ ...sentinelEnv, NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db/app', LEVEL: '4' }),
     ).not.toThrow();

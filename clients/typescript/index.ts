@@ -35,6 +35,10 @@ export async function signIn(
   const { data, error, response } = await createApiClient(baseUrl).POST('/api/auth/token', {
     body: { grant_type: 'password', username: email, password },
   });
-  if (!data) throw new Error(`sign-in failed: ${response.status} ${error?.detail ?? ''}`);
+  if (!data) {
+    // RFC 6749 §5.2 errors (error, error_description); a 5xx is problem+json (detail).
+    const reason = error && ('error_description' in error ? error.error_description : error.detail);
+    throw new Error(`sign-in failed: ${response.status} ${reason ?? ''}`);
+  }
   return { api: createApiClient(baseUrl, { accessToken: data.access_token }), tokens: data };
 }

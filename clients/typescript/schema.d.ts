@@ -95,7 +95,7 @@ export interface paths {
         put?: never;
         /**
          * Create an item
-         * @description Stores a new item; the Location header is its URL.
+         * @description Stores a new item owned by the signed-in user; the Location header is its URL.
          */
         post: operations["createItem"];
         delete?: never;
@@ -113,21 +113,21 @@ export interface paths {
         };
         /**
          * Get an item
-         * @description Served from the shared cache when warm (Redis when distributed).
+         * @description Served from the shared cache when warm (Redis, when one is configured).
          */
         get: operations["getItem"];
         put?: never;
         post?: never;
         /**
          * Delete an item
-         * @description Removes the item and its cache entry.
+         * @description Removes the item and its cache entry. Only the owner or an admin.
          */
         delete: operations["deleteItem"];
         options?: never;
         head?: never;
         /**
          * Update an item
-         * @description Changes the fields sent (at least one); description null clears it.
+         * @description Changes the fields sent (at least one); description null clears it. Only the owner or an admin.
          */
         patch: operations["updateItem"];
         trace?: never;
@@ -161,7 +161,7 @@ export interface paths {
         };
         /**
          * CPU-bound: N chained SHA-256 rounds
-         * @description Runs on the request thread: more processes (LEVEL>=2) are what buys throughput here.
+         * @description CPU-bound work on the event loop of the process that answers, one request's chain per loop turn (other requests, probes included, are served in between): more processes (LEVEL>=2) are what buys throughput here. At most 5000 rounds, 9-31 ms of one core measured on a slow 2-core machine; longer work belongs in a background task (report.generate).
          */
         get: operations["hashExample"];
         put?: never;
@@ -227,7 +227,7 @@ export interface paths {
         put?: never;
         /**
          * Sign in, or refresh a token
-         * @description OAuth2 password grant (RFC 6749 §4.3): username (email) and password give an access and a refresh token. grant_type=refresh_token renews them; each refresh token works once (rotation), and reusing one signs the whole session out. Rate-limited per account and per address.
+         * @description OAuth2 password grant (RFC 6749 §4.3): username (email) and password give an access and a refresh token. grant_type=refresh_token renews them; each refresh token works once (rotation), and reusing one signs the whole session out. A session ends AUTH_SESSION_MAX_AGE after sign-in whatever the refreshes. Errors are RFC 6749 §5.2 JSON (`error`, `error_description`). Rate-limited per address and per account from an address.
          */
         post: operations["createToken"];
         delete?: never;
@@ -267,7 +267,7 @@ export interface paths {
         put?: never;
         /**
          * Sign out
-         * @description Revokes the session of the access token: it and every refresh token of the session are refused from the next request on, on every worker and node.
+         * @description Ends the session of the access token: it and every refresh token of the session are refused from the next request on, by every process and replica (the session lives in PostgreSQL).
          */
         post: operations["logout"];
         delete?: never;
@@ -297,6 +297,8 @@ export interface components {
         /** @description An item */
         Item: {
             id: number;
+            /** @description The user who created it: only this user or an admin may change or delete it */
+            ownerId: string | null;
             name: string;
             description: string | null;
             /** Format: date-time */
@@ -473,7 +475,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description A dependency is down, migrations are pending, or the process is shutting down */
+            /** @description A dependency is down, migrations are pending, the process is overloaded (a `load` check, no other run) or shutting down */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -534,9 +536,9 @@ export interface operations {
     };
     listItems: {
         parameters: {
-            query: {
+            query?: {
                 /** @description Page size (1-100) */
-                limit: number;
+                limit?: number;
                 /** @description nextCursor of the previous page */
                 cursor?: string;
             };
@@ -764,6 +766,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The item belongs to another user; only its owner or an admin may change it */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No item with this id */
             404: {
                 headers: {
@@ -839,6 +850,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The item belongs to another user; only its owner or an admin may change it */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No item with this id */
             404: {
                 headers: {
@@ -888,8 +908,9 @@ export interface operations {
     };
     sleepExample: {
         parameters: {
-            query: {
-                ms: number;
+            query?: {
+                /** @description Milliseconds to wait (0-30000) */
+                ms?: number;
             };
             header?: never;
             path?: never;
@@ -939,8 +960,9 @@ export interface operations {
     };
     hashExample: {
         parameters: {
-            query: {
-                rounds: number;
+            query?: {
+                /** @description Rounds (1-5000), 2-3 us each */
+                rounds?: number;
             };
             header?: never;
             path?: never;
@@ -1301,49 +1323,52 @@ export interface operations {
                     };
                 };
             };
-            /** @description Missing or malformed parameters for the grant */
+            /** @description invalid_request (malformed or missing parameters), unsupported_grant_type, or invalid_grant (wrong email or password; an invalid, expired, reused or revoked refresh token) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": {
+                        error: "invalid_request" | "invalid_grant" | "unsupported_grant_type" | "temporarily_unavailable";
+                        error_description: string;
+                    };
                 };
             };
-            /** @description Wrong email or password, or an invalid, expired, reused or revoked refresh token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The body is larger than BODY_LIMIT */
+            /** @description invalid_request: the body is larger than BODY_LIMIT */
             413: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": {
+                        error: "invalid_request" | "invalid_grant" | "unsupported_grant_type" | "temporarily_unavailable";
+                        error_description: string;
+                    };
                 };
             };
-            /** @description The Content-Type is not one this route takes */
+            /** @description invalid_request: send a form or JSON */
             415: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": {
+                        error: "invalid_request" | "invalid_grant" | "unsupported_grant_type" | "temporarily_unavailable";
+                        error_description: string;
+                    };
                 };
             };
-            /** @description Too many sign-in attempts for this account or address; retry after Retry-After */
+            /** @description temporarily_unavailable: too many failed sign-ins; retry after Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": {
+                        error: "invalid_request" | "invalid_grant" | "unsupported_grant_type" | "temporarily_unavailable";
+                        error_description: string;
+                    };
                 };
             };
             /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
@@ -1375,6 +1400,8 @@ export interface operations {
                     "application/json": {
                         id: string;
                         email: string;
+                        /** @description admin may change any item; user only its own */
+                        role: "user" | "admin";
                         /** Format: date-time */
                         createdAt: string;
                     };

@@ -2,12 +2,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { sendProblem } from '../plugins/errors.js';
 import { problem } from '../plugins/problem.js';
-import { createProducerConnection, firstAttemptSettled } from '../redis/connection.js';
-import { sharedCacheTargetOf } from '../redis/target.js';
-import { isDistributed, type Settings } from '../settings.js';
-import { MemorySessionStore, RedisSessionStore, type SessionStore } from './sessions.js';
+import type { Settings } from '../settings.js';
+import { SessionStore } from './sessions.js';
 import { TokenError, TokenSigner } from './tokens.js';
-import { UserRepository } from './users.js';
+import { type Role, UserRepository } from './users.js';
 
 export interface Auth {
   signer: TokenSigner;
@@ -25,7 +23,7 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     /** Set by `authenticate`: who is signed in, and the session to revoke on logout. */
-    principal?: { userId: string; sessionId: string };
+    principal?: { userId: string; sessionId: string; role: Role };
   }
 }
 
@@ -59,19 +57,19 @@ function bearerOf(request: FastifyRequest): string | undefined {
   return match?.[1];
 }
 
+const SESSION_PRUNE_MS = 15 * 60_000;
+
 /**
- * Sign-in state: token signing, the session store (Redis when distributed, so a logout holds on every
- * worker and node; this process at LEVEL=1) and the first user.
+ * Sign-in state: token signing, the sessions in PostgreSQL (shared by every process, level and
+ * replica, so a logout holds everywhere on the next request) and the first user.
  */
 async function authPlugin(app: FastifyInstance, settings: Settings): Promise<void> {
-  let sessions: SessionStore = new MemorySessionStore();
-  if (isDistributed(settings)) {
-    const redis = createProducerConnection(sharedCacheTargetOf(settings));
-    redis.on('error', () => {}); // surfaced per call (503); the connection retries in the background
-    app.addHook('onReady', () => firstAttemptSettled(redis));
-    app.addHook('onClose', async () => redis.disconnect());
-    sessions = new RedisSessionStore(redis, `${settings.QUEUE_PREFIX}:auth:`);
-  }
+  const sessions = new SessionStore(app.db, settings.AUTH_SESSION_MAX_AGE);
+  // Ended sessions are deleted by whichever process gets there first; the statement is idempotent.
+  const pruning = setInterval(() => {
+    sessions.prune().catch((error: Error) => app.log.warn({ err: error.message }, 'session prune failed'));
+  }, SESSION_PRUNE_MS).unref();
+  app.addHook('onClose', async () => clearInterval(pruning));
   const auth: Auth = {
     signer: new TokenSigner(settings.AUTH_SECRET, settings.AUTH_PREVIOUS_SECRET),
     sessions,
@@ -92,10 +90,16 @@ async function authPlugin(app: FastifyInstance, settings: Settings): Promise<voi
       if (error instanceof TokenError) return unauthorized(request, reply, TOKEN_DETAIL[error.reason], true);
       throw error;
     }
-    // Fails closed: with the session store unreachable the request gets 503, never a pass.
-    if (await auth.sessions.isRevoked(claims.sid))
-      return unauthorized(request, reply, 'The session has been signed out', true);
-    request.principal = { userId: claims.sub, sessionId: claims.sid };
+    // Fails closed: with PostgreSQL unreachable the request gets 503, never a pass.
+    const principal = await auth.sessions.principalOf(claims.sid);
+    if (!principal || principal.userId !== claims.sub)
+      return unauthorized(
+        request,
+        reply,
+        'The session has ended (signed out, expired, or the account was removed or disabled)',
+        true,
+      );
+    request.principal = { userId: principal.userId, sessionId: claims.sid, role: principal.role };
   });
 
   if (settings.FIRST_USER_EMAIL)
@@ -116,7 +120,7 @@ async function ensureFirstUser(
   let closed = false;
   const attempt = async () => {
     try {
-      const created = await users.createIfMissing(email, password);
+      const created = await users.createIfMissing(email, password, 'admin');
       app.log.info({ email, created }, created ? 'first user created' : 'first user exists');
     } catch (error) {
       app.log.warn({ err: (error as Error).message }, 'first user not created yet; retrying');

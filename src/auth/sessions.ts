@@ -1,68 +1,115 @@
-import type { Redis } from 'ioredis';
-import { withRedis } from '../redis/connection.js';
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { Role } from './users.js';
+
+/** Who a live session belongs to, read fresh from PostgreSQL on every authenticated request. */
+export interface SessionPrincipal {
+  userId: string;
+  role: Role;
+}
+
+/** A session just opened or rotated: the refresh token id to sign, and the absolute end. */
+export interface SessionGrant {
+  sessionId: string;
+  userId: string;
+  refreshTokenId: string;
+  /** Absolute end of the session (unix seconds): no token of it may outlive this. */
+  expiresAt: number;
+}
+
+export type RefreshOutcome =
+  | { kind: 'rotated'; grant: SessionGrant }
+  /** An older refresh token of the family was presented: the session is now revoked. */
+  | { kind: 'reused' }
+  /** Unknown, revoked, expired, or its user deleted or disabled. */
+  | { kind: 'ended' };
+
+const seconds = (date: Date) => Math.floor(date.getTime() / 1000);
 
 /**
- * What must agree across workers and nodes about sign-in sessions: which are revoked (logout, reuse of
- * a refresh token) and which refresh tokens were already used. Tokens themselves are stateless.
+ * Sign-in sessions in PostgreSQL, the store every process of every level and every replica shares:
+ * a logout, a reused refresh token, a deleted or disabled user hold on the next request everywhere.
+ * Tokens stay signed JWTs; each request checks its session here (one primary-key read with the user).
  */
-export interface SessionStore {
-  revoke(sessionId: string, ttlSeconds: number): Promise<void>;
-  isRevoked(sessionId: string): Promise<boolean>;
-  /** True the first time a refresh token id is presented, false for every later time. */
-  claimRefresh(tokenId: string, ttlSeconds: number): Promise<boolean>;
-}
-
-/** LEVEL=1 (one process): a map with expiry. */
-export class MemorySessionStore implements SessionStore {
-  private readonly entries = new Map<string, number>();
-
-  async revoke(sessionId: string, ttlSeconds: number): Promise<void> {
-    this.set(`revoked:${sessionId}`, ttlSeconds);
-  }
-
-  async isRevoked(sessionId: string): Promise<boolean> {
-    return this.live(`revoked:${sessionId}`);
-  }
-
-  async claimRefresh(tokenId: string, ttlSeconds: number): Promise<boolean> {
-    if (this.live(`used:${tokenId}`)) return false;
-    this.set(`used:${tokenId}`, ttlSeconds);
-    return true;
-  }
-
-  private set(key: string, ttlSeconds: number): void {
-    const now = Date.now();
-    for (const [stored, expiresAt] of this.entries) if (expiresAt <= now) this.entries.delete(stored);
-    this.entries.set(key, now + ttlSeconds * 1000);
-  }
-
-  private live(key: string): boolean {
-    const expiresAt = this.entries.get(key);
-    return expiresAt !== undefined && expiresAt > Date.now();
-  }
-}
-
-/** Distributed mode: Redis keys that expire with the tokens they are about; every worker reads them. */
-export class RedisSessionStore implements SessionStore {
+export class SessionStore {
   constructor(
-    private readonly redis: Redis,
-    private readonly prefix: string,
+    private readonly db: pg.Pool,
+    private readonly maxAgeSeconds: number,
   ) {}
 
-  async revoke(sessionId: string, ttlSeconds: number): Promise<void> {
-    await withRedis(this.redis, () =>
-      this.redis.set(`${this.prefix}revoked:${sessionId}`, '1', 'EX', ttlSeconds),
+  async open(userId: string): Promise<SessionGrant> {
+    const sessionId = randomUUID();
+    const refreshTokenId = randomUUID();
+    const { rows } = await this.db.query<{ expires_at: Date }>(
+      `INSERT INTO auth_sessions (id, user_id, refresh_token_id, expires_at)
+       VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING expires_at`,
+      [sessionId, userId, refreshTokenId, this.maxAgeSeconds],
+    );
+    return {
+      sessionId,
+      userId,
+      refreshTokenId,
+      expiresAt: seconds((rows[0] as { expires_at: Date }).expires_at),
+    };
+  }
+
+  /** The session's user and role while the session is live and the user active; undefined otherwise. */
+  async principalOf(sessionId: string): Promise<SessionPrincipal | undefined> {
+    const { rows } = await this.db.query<{ user_id: string; role: Role }>(
+      `SELECT s.user_id, u.role FROM auth_sessions s JOIN users u ON u.id = s.user_id
+       WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > now() AND u.disabled_at IS NULL`,
+      [sessionId],
+    );
+    const row = rows[0];
+    return row ? { userId: String(row.user_id), role: row.role } : undefined;
+  }
+
+  /**
+   * Rotate the family: only the current refresh token id moves it on (row lock: of two replicas
+   * presenting the same token at once, one rotates and the other sees reuse).
+   */
+  async refresh(sessionId: string, presentedTokenId: string): Promise<RefreshOutcome> {
+    const next = randomUUID();
+    const { rows } = await this.db.query<{ user_id: string; expires_at: Date }>(
+      `UPDATE auth_sessions s SET refresh_token_id = $3, refreshed_at = now()
+       FROM users u
+       WHERE s.id = $1 AND s.refresh_token_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()
+         AND u.id = s.user_id AND u.disabled_at IS NULL
+       RETURNING s.user_id, s.expires_at`,
+      [sessionId, presentedTokenId, next],
+    );
+    const row = rows[0];
+    if (row)
+      return {
+        kind: 'rotated',
+        grant: {
+          sessionId,
+          userId: String(row.user_id),
+          refreshTokenId: next,
+          expiresAt: seconds(row.expires_at),
+        },
+      };
+    // Not rotated: a live session whose current token is another one was handed an old token.
+    const revoked = await this.db.query(
+      `UPDATE auth_sessions SET revoked_at = now(), revoked_reason = 'refresh token reused'
+       WHERE id = $1 AND refresh_token_id <> $2 AND revoked_at IS NULL AND expires_at > now()`,
+      [sessionId, presentedTokenId],
+    );
+    return (revoked.rowCount ?? 0) > 0 ? { kind: 'reused' } : { kind: 'ended' };
+  }
+
+  async revoke(sessionId: string, reason: string): Promise<void> {
+    await this.db.query(
+      'UPDATE auth_sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL',
+      [sessionId, reason],
     );
   }
 
-  async isRevoked(sessionId: string): Promise<boolean> {
-    return (await withRedis(this.redis, () => this.redis.exists(`${this.prefix}revoked:${sessionId}`))) === 1;
-  }
-
-  async claimRefresh(tokenId: string, ttlSeconds: number): Promise<boolean> {
-    const set = await withRedis(this.redis, () =>
-      this.redis.set(`${this.prefix}used:${tokenId}`, '1', 'EX', ttlSeconds, 'NX'),
+  /** Sessions past their end (a day of grace for forensics): any process may run it, any time. */
+  async prune(): Promise<number> {
+    const { rowCount } = await this.db.query(
+      "DELETE FROM auth_sessions WHERE expires_at < now() - interval '1 day'",
     );
-    return set === 'OK';
+    return rowCount ?? 0;
   }
 }

@@ -36,7 +36,8 @@ export function checkAuthSettings(
       problems.push({
         name: 'AUTH_SECRET',
         value: undefined,
-        problem: 'is not set, and NODE_ENV=production never signs tokens with the development key',
+        problem:
+          'is not set (nor AUTH_SECRET_FILE), and NODE_ENV=production never signs tokens with the development key',
         expected: EXPECTED_SECRET,
       });
   } else {

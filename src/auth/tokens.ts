@@ -17,6 +17,16 @@ export interface TokenClaims {
   exp: number;
 }
 
+/** What a token is issued for. */
+export interface TokenGrant {
+  userId: string;
+  sessionId: string;
+  /** The token id (a refresh token's is its session's current one); random when absent. */
+  tokenId?: string;
+  /** Unix seconds the token may not outlive. */
+  notAfter: number;
+}
+
 interface SigningKey {
   id: string;
   key: Uint8Array;
@@ -50,13 +60,15 @@ export class TokenSigner {
     this.accepted = new Map(keys.map((key) => [key.id, key]));
   }
 
-  async sign(kind: TokenKind, userId: string, sessionId: string, ttlSeconds: number): Promise<string> {
-    return new SignJWT({ sid: sessionId, typ: kind })
+  /** A token that expires after `ttlSeconds`, never after `notAfter` (the session's absolute end). */
+  async sign(kind: TokenKind, grant: TokenGrant, ttlSeconds: number): Promise<string> {
+    const expiresAt = Math.min(Math.floor(Date.now() / 1000) + ttlSeconds, grant.notAfter);
+    return new SignJWT({ sid: grant.sessionId, typ: kind })
       .setProtectedHeader({ alg: 'HS256', kid: this.current.id, typ: 'JWT' })
-      .setSubject(userId)
-      .setJti(randomUUID())
+      .setSubject(grant.userId)
+      .setJti(grant.tokenId ?? randomUUID())
       .setIssuedAt()
-      .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
+      .setExpirationTime(expiresAt)
       .sign(this.current.key);
   }
 

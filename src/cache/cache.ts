@@ -3,8 +3,8 @@ import { isRedisUnavailable } from '../redis/errors.js';
 
 /**
  * A small cache a template user reuses: get-or-load with a TTL, invalidate, and stampede protection
- * (N callers missing the same key load it once). In process at LEVEL=1; in Redis when distributed,
- * so every worker and node sees the same entries and the same invalidations.
+ * (N callers missing the same key load it once). In Redis when one is configured, so every worker and
+ * node sees the same entries and the same invalidations; otherwise none (PassThroughCache).
  */
 export interface Cache {
   getOrLoad<T>(key: string, ttlSeconds: number, load: () => Promise<T>): Promise<T>;
@@ -24,23 +24,19 @@ class SingleFlight {
   }
 }
 
-export class MemoryCache implements Cache {
-  private readonly entries = new Map<string, { value: unknown; expiresAt: number }>();
+/**
+ * No Redis configured: no cache at all. A per-process copy would serve one replica's stale entry after
+ * another replica's write; PostgreSQL, which every process shares, answers every read instead. Single
+ * flight still folds concurrent reads of one key in this process into one query.
+ */
+export class PassThroughCache implements Cache {
   private readonly flights = new SingleFlight();
 
-  async getOrLoad<T>(key: string, ttlSeconds: number, load: () => Promise<T>): Promise<T> {
-    const entry = this.entries.get(key);
-    if (entry && entry.expiresAt > Date.now()) return entry.value as T;
-    return this.flights.run(key, async () => {
-      const value = await load();
-      if (value !== undefined) this.entries.set(key, { value, expiresAt: Date.now() + ttlSeconds * 1000 });
-      return value;
-    });
+  getOrLoad<T>(key: string, _ttlSeconds: number, load: () => Promise<T>): Promise<T> {
+    return this.flights.run(key, load);
   }
 
-  async invalidate(key: string): Promise<void> {
-    this.entries.delete(key);
-  }
+  async invalidate(): Promise<void> {}
 }
 
 const LOCK_MS = 5000;
@@ -95,7 +91,16 @@ export class RedisCache implements Cache {
     });
   }
 
+  /**
+   * Redis unreachable: the write it follows has been committed and stands, so it is not failed for
+   * this. Reads skip the cache meanwhile; an entry stored before the outage may then be served until
+   * its TTL (CACHE_TTL) runs out: the documented staleness bound.
+   */
   async invalidate(key: string): Promise<void> {
-    await this.redis.del(`${this.prefix}${key}`);
+    try {
+      await this.redis.del(`${this.prefix}${key}`);
+    } catch (error) {
+      if (!isRedisUnavailable(error)) throw error;
+    }
   }
 }

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type Static, Type } from 'typebox';
-import { decodeCursor, encodeCursor, ItemRepository } from '../db/items.js';
+import { type Actor, decodeCursor, encodeCursor, ItemRepository, type WriteOutcome } from '../db/items.js';
 import { sendProblem } from '../plugins/errors.js';
 import {
   BODY_PROBLEMS,
@@ -9,12 +9,16 @@ import {
   problemResponses,
   UNAUTHORIZED,
 } from '../plugins/problem.js';
+import { withDefault } from '../plugins/with-default.js';
 
 const Name = Type.String({ minLength: 1, maxLength: 200, description: '1-200 characters' });
 const Description = Type.Union([Type.String({ maxLength: 10_000 }), Type.Null()]);
 export const Item = Type.Object(
   {
     id: Type.Integer({ minimum: 1 }),
+    ownerId: Type.Union([Type.String(), Type.Null()], {
+      description: 'The user who created it: only this user or an admin may change or delete it',
+    }),
     name: Type.String(),
     description: Type.Union([Type.String(), Type.Null()]),
     createdAt: Type.String({ format: 'date-time' }),
@@ -35,7 +39,7 @@ const PatchItem = Type.Object(
   { additionalProperties: false, minProperties: 1 },
 );
 const ListQuery = Type.Object({
-  limit: Type.Integer({ minimum: 1, maximum: 100, default: 20, description: 'Page size (1-100)' }),
+  limit: withDefault(Type.Integer({ minimum: 1, maximum: 100, description: 'Page size (1-100)' }), 20),
   cursor: Type.Optional(Type.String({ maxLength: 200, description: 'nextCursor of the previous page' })),
 });
 const ItemPage = Type.Object(
@@ -47,19 +51,32 @@ const ItemPage = Type.Object(
 );
 
 const NO_ITEM = 'No item with this id';
+// 403, not 404: items are public to read, so hiding one from a non-owner would hide nothing.
+const NOT_YOURS = 'The item belongs to another user; only its owner or an admin may change it';
 const readErrors = problemResponses({ ...COMMON_PROBLEMS, 404: NO_ITEM });
 const writeErrors = problemResponses({
   ...COMMON_PROBLEMS,
   ...BODY_PROBLEMS,
   401: UNAUTHORIZED,
+  403: NOT_YOURS,
   404: NO_ITEM,
 });
+
+/** The signed-in user (`authenticate` ran first: a route without it has no actor). */
+function actorOf(principal: Actor | undefined): Actor {
+  if (!principal) throw new Error('item write without authenticate');
+  return principal;
+}
 
 const cacheKey = (id: number) => `item:${id}`;
 
 export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async (app, { cacheTtl }) => {
   const items = new ItemRepository(app.db);
   const notFound = (id: number) => problem(404, `Item ${id} does not exist`);
+  const refused = (outcome: WriteOutcome<unknown>, id: number) =>
+    outcome.kind === 'forbidden'
+      ? problem(403, `Item ${id} belongs to another user; only its owner or an admin may change it`)
+      : notFound(id);
 
   app.post(
     '/api/items',
@@ -69,7 +86,7 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
         tags: ['items'],
         operationId: 'createItem',
         summary: 'Create an item',
-        description: 'Stores a new item; the Location header is its URL.',
+        description: 'Stores a new item owned by the signed-in user; the Location header is its URL.',
         body: CreateItem,
         response: {
           201: itemResponse('The created item'),
@@ -78,7 +95,8 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
       },
     },
     async (request, reply) => {
-      const item = await items.create(request.body.name, request.body.description ?? null);
+      const owner = actorOf(request.principal).userId;
+      const item = await items.create(owner, request.body.name, request.body.description ?? null);
       return reply.code(201).header('location', `/api/items/${item.id}`).send(item);
     },
   );
@@ -122,13 +140,13 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
         operationId: 'getItem',
         security: [],
         summary: 'Get an item',
-        description: 'Served from the shared cache when warm (Redis when distributed).',
+        description: 'Served from the shared cache when warm (Redis, when one is configured).',
         params: ItemParams,
         response: { 200: itemResponse('The item'), ...readErrors },
       },
     },
     async (request, reply) => {
-      // Shared cache (Redis when distributed): every worker sees the same entry and its invalidation.
+      // Shared cache (Redis when configured, else none): every process sees the same entry and its invalidation.
       const item = await app.cache.getOrLoad(cacheKey(request.params.id), cacheTtl, () =>
         items.get(request.params.id),
       );
@@ -144,16 +162,18 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
         tags: ['items'],
         operationId: 'updateItem',
         summary: 'Update an item',
-        description: 'Changes the fields sent (at least one); description null clears it.',
+        description:
+          'Changes the fields sent (at least one); description null clears it. Only the owner or an admin.',
         params: ItemParams,
         body: PatchItem,
         response: { 200: itemResponse('The updated item'), ...writeErrors },
       },
     },
     async (request, reply) => {
-      const item = await items.update(request.params.id, request.body);
+      const outcome = await items.update(request.params.id, request.body, actorOf(request.principal));
+      if (outcome.kind !== 'done') return sendProblem(reply, request, refused(outcome, request.params.id));
       await app.cache.invalidate(cacheKey(request.params.id));
-      return item ?? sendProblem(reply, request, notFound(request.params.id));
+      return outcome.value;
     },
   );
 
@@ -165,19 +185,19 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
         tags: ['items'],
         operationId: 'deleteItem',
         summary: 'Delete an item',
-        description: 'Removes the item and its cache entry.',
+        description: 'Removes the item and its cache entry. Only the owner or an admin.',
         params: ItemParams,
         response: {
           204: Type.Null({ description: 'Deleted' }),
           ...readErrors,
-          ...problemResponses({ 401: UNAUTHORIZED }),
+          ...problemResponses({ 401: UNAUTHORIZED, 403: NOT_YOURS }),
         },
       },
     },
     async (request, reply) => {
-      const deleted = await items.delete(request.params.id);
+      const outcome = await items.delete(request.params.id, actorOf(request.principal));
+      if (outcome.kind !== 'done') return sendProblem(reply, request, refused(outcome, request.params.id));
       await app.cache.invalidate(cacheKey(request.params.id));
-      if (!deleted) return sendProblem(reply, request, notFound(request.params.id));
       return reply.code(204).send(null);
     },
   );
