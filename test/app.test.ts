@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_HASH_ROUNDS } from '../src/routes/examples.js';
 import { authHeaders, buildTestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
@@ -115,6 +116,49 @@ describe('request ids and headers', () => {
     const other = await app.inject({ url: '/health', headers: { origin: 'https://evil.example' } });
     expect(other.headers['access-control-allow-origin']).toBeUndefined();
   });
+
+  it('allows every method and request header of the API to an allowed origin, and exposes its answer headers', async () => {
+    const preflight = await app.inject({
+      method: 'OPTIONS',
+      url: '/api/items/1',
+      headers: {
+        origin: 'https://app.example.com',
+        'access-control-request-method': 'PATCH',
+        'access-control-request-headers': 'authorization,content-type,idempotency-key,x-request-id',
+      },
+    });
+    expect(preflight.statusCode).toBe(204);
+    expect(preflight.headers['access-control-allow-origin']).toBe('https://app.example.com');
+    const listed = (name: string) =>
+      String(preflight.headers[name])
+        .split(',')
+        .map((value) => value.trim().toLowerCase());
+    expect(listed('access-control-allow-methods')).toEqual([
+      'get',
+      'head',
+      'post',
+      'patch',
+      'delete',
+      'options',
+    ]);
+    expect(listed('access-control-allow-headers')).toEqual([
+      'authorization',
+      'content-type',
+      'idempotency-key',
+      'x-request-id',
+    ]);
+    expect(preflight.headers['access-control-max-age']).toBe('600');
+    const answer = await app.inject({ url: '/api/items/1', headers: { origin: 'https://app.example.com' } });
+    const exposed = String(answer.headers['access-control-expose-headers']).toLowerCase();
+    for (const name of [
+      'location',
+      'retry-after',
+      'x-request-id',
+      'www-authenticate',
+      'x-ratelimit-remaining',
+    ])
+      expect(exposed).toContain(name);
+  });
 });
 
 describe('bad input gets one problem+json shape and never a 500', () => {
@@ -184,7 +228,10 @@ describe('bad input gets one problem+json shape and never a 500', () => {
   it('out-of-range query → 400 naming the parameter', async () => {
     const body = expectProblem(await app.inject('/api/examples/hash?rounds=0'), 400);
     expect(body.errors).toEqual([expect.objectContaining({ field: 'rounds', in: 'querystring' })]);
-    expectProblem(await app.inject('/api/examples/hash?rounds=1000001'), 400);
+    const tooMany = expectProblem(await app.inject(`/api/examples/hash?rounds=${MAX_HASH_ROUNDS + 1}`), 400);
+    expect(tooMany.errors).toEqual([
+      { field: 'rounds', message: `must be <= ${MAX_HASH_ROUNDS}`, in: 'querystring' },
+    ]);
     expectProblem(await app.inject('/api/examples/hash?rounds=abc'), 400);
   });
 

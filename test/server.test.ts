@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
+import { MAX_HASH_ROUNDS } from '../src/routes/examples.js';
 import { until, useClusters } from './helpers/cluster.js';
 import { get, openConnection, parseResponses } from './helpers/http.js';
 import { freePort, portOpen, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
@@ -138,40 +139,47 @@ describe('the built server (node dist/main.js, LEVEL=1)', () => {
     }
   });
 
-  it('sheds load with 503 + Retry-After when the event loop is saturated, then serves again', async () => {
-    const server = await startServer({
-      LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '100',
-      LOAD_SHED_RETRY_AFTER: '7',
-    });
-    // The delay is the mean over a one-second sample, so one stall averages out with the idle time
-    // before it. Long synchronous requests one after another stall whole samples, whatever the speed
-    // of the machine, until the server sheds (the heavy requests get 503 too and the loop frees).
+  it('sheds the API with 503 + Retry-After when the event loop is saturated, never liveness, then serves again', async () => {
+    const server = await startServer({ LOAD_SHED_MAX_ELU: '0.5', LOAD_SHED_RETRY_AFTER: '7' });
+    // Utilisation is measured over each one-second sample. A few clients asking back to back for the
+    // most hashing a request may do keep the loop busy whole samples, whatever the speed of the
+    // machine, until the server sheds (their requests get 503 too, the loop frees, and it serves again).
     let stalling = true;
-    const heavy = (async () => {
-      while (stalling) {
-        const response = await fetch(`${server.baseUrl}/api/examples/hash?rounds=600000`);
-        await response.arrayBuffer();
-      }
-    })();
+    const heavy = Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (stalling) {
+          const response = await fetch(`${server.baseUrl}/api/examples/hash?rounds=${MAX_HASH_ROUNDS}`);
+          await response.arrayBuffer();
+        }
+      }),
+    );
     const statuses: number[] = [];
+    const probes: string[] = [];
     let retryAfter: string | null = null;
     const deadline = Date.now() + 20_000;
     while (retryAfter === null && Date.now() < deadline) {
-      const response = await fetch(`${server.baseUrl}/health/worker`);
+      const response = await fetch(`${server.baseUrl}/api/examples/sleep?ms=0`);
       statuses.push(response.status);
       if (response.status === 503) retryAfter = response.headers.get('retry-after');
       await response.arrayBuffer();
+      // Liveness and the process's figures are never shed: a restart cures no load.
+      for (const path of ['/health/live', '/health/worker']) {
+        const probe = await fetch(`${server.baseUrl}${path}`);
+        probes.push(`${path} ${probe.status}`);
+        await probe.arrayBuffer();
+      }
       await sleep(20);
     }
     stalling = false;
     await heavy;
     expect(statuses).toContain(503);
     expect(retryAfter).toBe('7');
+    expect(probes.filter((probe) => !probe.endsWith(' 200'))).toEqual([]);
     // Once the stall ends, the next sample clears the pressure.
     const recoveredBy = Date.now() + 5000;
     let recovered = 0;
     while (recovered !== 200 && Date.now() < recoveredBy) {
-      recovered = (await fetch(`${server.baseUrl}/health/worker`)).status;
+      recovered = (await fetch(`${server.baseUrl}/api/examples/sleep?ms=0`)).status;
       if (recovered !== 200) await sleep(100);
     }
     expect(recovered).toBe(200);

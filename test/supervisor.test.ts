@@ -1,6 +1,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   answeringPids,
@@ -12,7 +13,7 @@ import {
   useClusters,
 } from './helpers/cluster.js';
 import { startLoad } from './helpers/load.js';
-import { freePort, isAlive, type ServerProcess, startProcess } from './helpers/process.js';
+import { freePort, isAlive, ROOT, type ServerProcess, startProcess } from './helpers/process.js';
 
 const cleanups: Array<() => void> = [];
 afterAll(() => {
@@ -53,13 +54,19 @@ describe('LEVEL=3: hang detection', () => {
   });
 
   it('replaces a worker spinning in a synchronous loop', async () => {
-    const server = await supervised({ WORKER_TIMEOUT: '1' });
-    // About 1.7 s of synchronous hashing on one worker: longer than WORKER_TIMEOUT.
-    const spinning = fetch(`${server.baseUrl}/api/examples/hash?rounds=1000000`).catch(() => undefined);
-    const killed = await server.waitForLog((line) => line.reason === 'hang', 10_000);
+    // 3 s of synchronous spinning on one worker, longer than WORKER_TIMEOUT. No request can hold a loop
+    // that long (the example routes cap their work), so a signal starts it (the fixture).
+    const spinOnSignal = pathToFileURL(join(ROOT, 'test/fixtures/spin-on-signal.mjs')).href;
+    const server = await supervised({ WORKER_TIMEOUT: '1', NODE_OPTIONS: `--import=${spinOnSignal}` });
+    const [victim] = startedPids(server) as [number];
+    process.kill(victim, 'SIGWINCH');
+    const killed = await server.waitForLog(
+      (line) => line.reason === 'hang' && line.workerPid === victim,
+      10_000,
+    );
     expect(killed.msg).toMatch(/^killing worker/);
-    await spinning;
     await until(() => readyCount(server) >= 3, 20_000, 'the replacement to be ready');
+    expect(isAlive(victim)).toBe(false);
   });
 });
 

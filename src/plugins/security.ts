@@ -19,6 +19,47 @@ const LOAD_SHED_SAMPLE_MS = 1000;
 type Headers = ReadonlyArray<readonly [name: string, value: string]>;
 type HeaderMiddleware = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void;
 
+/**
+ * What a browser page on an allowed origin may use: every method and request header of the API
+ * (preflighted ones included: PATCH, DELETE, Authorization, JSON bodies), and the answer headers
+ * its scripts need to read (where a new resource is, when to retry, rate limits, the request id).
+ */
+export const CORS_OPTIONS = {
+  methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
+  allowedHeaders: ['Authorization', 'Content-Type', 'Idempotency-Key', 'X-Request-Id'],
+  exposedHeaders: [
+    'Location',
+    'Retry-After',
+    'WWW-Authenticate',
+    'X-Request-Id',
+    'X-RateLimit-Limit',
+    'X-RateLimit-Remaining',
+    'X-RateLimit-Reset',
+    'RateLimit-Limit',
+    'RateLimit-Remaining',
+    'RateLimit-Reset',
+    'traceresponse',
+  ],
+  // A browser may reuse a preflight answer for 10 minutes instead of asking before every write.
+  maxAge: 600,
+} as const;
+
+/**
+ * The routes load shedding answers with 503 problem+json: the API. Readiness reports the overload in
+ * its own shape (routes/health.ts reads `overload()`); liveness, the process's figures and metrics
+ * are never shed (a restart cures no load, and an overloaded process should stay observable).
+ */
+export function shedsLoad(routeUrl: string | undefined): boolean {
+  return routeUrl?.startsWith('/api/') ?? false;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Why this process sheds load now (event loop saturated past the LOAD_SHED_* limits), or undefined. */
+    overload(): string | undefined;
+  }
+}
+
 export function corsOrigins(value: string): string[] | boolean {
   const origins = value
     .split(',')
@@ -122,8 +163,17 @@ async function securityPlugin(app: FastifyInstance, settings: SecuritySettings):
   });
   // CORS off (the default): no hook at all rather than one that answers "no" on every request.
   const origin = corsOrigins(settings.CORS_ORIGINS);
-  if (origin !== false) await app.register(cors, { origin });
-  // Load shedding: a saturated event loop answers 503 + Retry-After at once instead of queueing forever.
+  if (origin !== false)
+    await app.register(cors, {
+      origin,
+      methods: [...CORS_OPTIONS.methods],
+      allowedHeaders: [...CORS_OPTIONS.allowedHeaders],
+      exposedHeaders: [...CORS_OPTIONS.exposedHeaders],
+      maxAge: CORS_OPTIONS.maxAge,
+    });
+  // Load shedding: a saturated event loop answers 503 + Retry-After at once instead of queueing forever,
+  // on the API only (shedsLoad), and readiness says not ready (overload): an overloaded process should
+  // leave the balancer's pool, not fail its liveness probe and be restarted.
   // With every limit at 0 under-pressure adds no hook (only the samples /health/worker reads).
   // The samples that span start-up (loading modules, compiling schemas blocks the loop for seconds
   // on a busy machine) say nothing about load: shed only from two samples after listening on, or a
@@ -138,13 +188,22 @@ async function securityPlugin(app: FastifyInstance, settings: SecuritySettings):
   await app.register(underPressure, {
     maxEventLoopDelay: settings.LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS,
     maxEventLoopUtilization: settings.LOAD_SHED_MAX_ELU,
+    // Utilisation over each sample, like the delay; the default ('cumulative') is since start-up,
+    // which a process up for a day would never push past any limit.
+    eventLoopUtilizationMode: 'interval',
     retryAfter: settings.LOAD_SHED_RETRY_AFTER,
     sampleInterval: LOAD_SHED_SAMPLE_MS,
     pressureHandler: (request, reply, type, value) => {
-      if (!shedding) return; // under-pressure then lets the request through
+      // Returning nothing lets the request through.
+      if (!shedding || !shedsLoad(request.routeOptions.url)) return;
       reply.header('retry-after', String(settings.LOAD_SHED_RETRY_AFTER));
       void sendProblem(reply, request, problem(503, `Server overloaded (${type} ${value}); retry later`));
     },
+  });
+  app.decorate('overload', () => {
+    if (!shedding || !app.isUnderPressure()) return undefined;
+    const { eventLoopDelay, eventLoopUtilized } = app.memoryUsage();
+    return `Server overloaded (event-loop delay ${Math.round(eventLoopDelay)} ms, utilisation ${eventLoopUtilized.toFixed(2)})`;
   });
 }
 

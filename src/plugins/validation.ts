@@ -19,6 +19,7 @@ interface Validate {
 }
 
 // Ajv options shared by both compilers; `discriminator` lets POST /api/tasks pick the payload schema by name.
+// `useDefaults` fills in every absent property that has a default: with-default.ts relies on it.
 const COMMON = { removeAdditional: false, useDefaults: true, allErrors: true, discriminator: true } as const;
 
 const CANONICAL = {

@@ -70,12 +70,19 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ identity: ProcessIdentity
           200: { ...Ready, description: 'Ready to serve' },
           503: {
             ...Ready,
-            description: 'A dependency is down, migrations are pending, or the process is shutting down',
+            description:
+              'A dependency is down, migrations are pending, the process is overloaded (a `load` check, no other run) or shutting down',
           },
         },
       },
     },
     async (_request, reply) => {
+      // Overloaded: out of the balancer's pool until the loop frees, without probing the dependencies.
+      const overload = app.overload();
+      if (overload && !app.processState.closing)
+        return reply
+          .code(503)
+          .send({ status: 'not_ready', checks: { load: { status: 'down', latencyMs: 0, error: overload } } });
       const checks = await runChecks(app.readinessChecks, READY_CHECK_TIMEOUT_MS);
       // A worker draining for a recycle still serves; only a real shutdown makes the service unready.
       const closing = app.processState.closing;
