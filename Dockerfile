@@ -1,7 +1,8 @@
-# One image, three roles, chosen by the command (the environment picks the rest):
+# One image, every role, chosen by the command (the environment picks the rest):
 #   API (any LEVEL)       docker run IMAGE                          (CMD below: node dist/main.js)
 #   task worker           docker run IMAGE node dist/worker.js
 #   migrations (one-shot) docker run IMAGE node dist/migrate.js
+#   AUTH_SECRET, once     docker run -v VOLUME:/secrets IMAGE node dist/secrets-init.js /secrets/auth_secret
 #
 # Stages: deps (production node_modules) -> build (all deps + npm run build) -> runtime (slim, non-root).
 # Built and run on a real engine by test/deployment/image.test.ts (`make image` builds it on your Docker).
@@ -49,6 +50,9 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY migrations ./migrations
+# Empty, the app user's: a new named volume mounted here takes this owner (Docker copies it), so
+# compose's one-shot secrets-init writes the generated AUTH_SECRET there without root.
+RUN install -d -o node -g node -m 0700 /secrets
 USER node
 EXPOSE 3000
 # Liveness only (no dependency checked), without curl. The task worker serves the same path on

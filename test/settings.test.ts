@@ -1,8 +1,10 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { loadSettings } from '../src/settings.js';
+import { loadSettings, trustProxyOf } from '../src/settings.js';
+import { fastifyTrustProxy } from '../src/settings-trust-proxy.js';
 import { loadFromEnv, settingsProblemOf } from './helpers/settings.js';
 
 const load = loadFromEnv;
@@ -59,7 +61,7 @@ describe('settings', () => {
       KEEP_ALIVE_TIMEOUT: '75.5',
     });
     expect(settings.PORT).toBe(8080);
-    expect(settings.TRUST_PROXY).toBe(true);
+    expect(settings.TRUST_PROXY).toBe('true');
     expect(settings.DATABASE_URL).toBeUndefined();
     expect(settings.KEEP_ALIVE_TIMEOUT).toBe(75.5);
   });
@@ -151,5 +153,113 @@ describe('background-task settings', () => {
     expect(problemOf({ NODE_ENV: 'production', DATABASE_URL: 'postgres://u:p@db/app', LEVEL: '4' })).toMatch(
       /^Invalid setting REDIS_URL: is not set, and background tasks are on in production/,
     );
+  });
+});
+
+describe('TRUST_PROXY', () => {
+  const trust = (value: string) => trustProxyOf(load({ TRUST_PROXY: value }));
+
+  it('takes what Fastify takes: true/false, a hop count, or addresses and CIDR ranges', () => {
+    expect(trustProxyOf(load({}))).toEqual({ kind: 'none' });
+    expect(trust('false')).toEqual({ kind: 'none' });
+    expect(trust('true')).toEqual({ kind: 'all' });
+    expect(trust('0')).toEqual({ kind: 'none' });
+    expect(trust('1')).toEqual({ kind: 'hops', hops: 1 });
+    expect(trust('127.0.0.1')).toEqual({ kind: 'addresses', entries: ['127.0.0.1'] });
+    expect(trust(' 10.0.0.0/8, 172.16.0.0/12 ,192.168.0.0/16,fd00::/8,::1,uniquelocal ')).toEqual({
+      kind: 'addresses',
+      entries: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fd00::/8', '::1', 'uniquelocal'],
+    });
+  });
+
+  it.each([
+    ['yes', /"yes", which is not an IP address or CIDR range/],
+    ['10.0.0.0/33', /"10.0.0.0\/33", whose prefix length is not 0-32/],
+    ['fd00::/129', /"fd00::\/129", whose prefix length is not 0-128/],
+    ['10.0.0.0/', /whose prefix length is not 0-32/],
+    ['10.0.0.0/8,', /has an empty entry/],
+    ['300.1.1.1', /"300.1.1.1", which is not an IP address/],
+    ['-1', /"-1", which is not an IP address/],
+    ['1.5', /"1.5", which is not an IP address/],
+    ['proxy.internal', /"proxy.internal", which is not an IP address/],
+  ])('refuses %j with one line naming TRUST_PROXY', (value, expected) => {
+    const message = problemOf({ TRUST_PROXY: value });
+    expect(message).toMatch(/^Invalid setting TRUST_PROXY: /);
+    expect(message).toMatch(expected);
+    expect(message).toMatch(/expected true, false, a hop count/);
+    expect(message.split('\n')).toHaveLength(1);
+  });
+
+  it('gives Fastify what it resolves the client address with', async () => {
+    const addressOf = async (value: string, forwardedFor: string, remoteAddress: string) => {
+      const app = Fastify({ trustProxy: fastifyTrustProxy(trust(value)) });
+      app.get('/', async (request) => ({ ip: request.ip }));
+      const response = await app.inject({
+        url: '/',
+        headers: { 'x-forwarded-for': forwardedFor },
+        remoteAddress,
+      });
+      await app.close();
+      return (response.json() as { ip: string }).ip;
+    };
+    // A client's own X-Forwarded-For entry, then the address the proxy appended, then the proxy itself.
+    const chain = '203.0.113.7, 198.51.100.9';
+    expect(await addressOf('false', chain, '10.1.2.3')).toBe('10.1.2.3');
+    expect(await addressOf('true', chain, '10.1.2.3')).toBe('203.0.113.7');
+    expect(await addressOf('1', chain, '10.1.2.3')).toBe('198.51.100.9');
+    expect(await addressOf('2', chain, '10.1.2.3')).toBe('203.0.113.7');
+    expect(await addressOf('10.0.0.0/8', chain, '10.1.2.3')).toBe('198.51.100.9');
+    // The header is ignored from a peer outside the list, so it cannot choose its own address.
+    expect(await addressOf('10.0.0.0/8', chain, '192.0.2.1')).toBe('192.0.2.1');
+    expect(await addressOf('uniquelocal', chain, '172.18.0.5')).toBe('198.51.100.9');
+  });
+});
+
+describe('secrets from files (X_FILE)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'settings-files-'));
+  const secretFile = join(dir, 'auth_secret');
+  const secret = 'file-held-signing-key-0123456789-abcdefghijklmnop';
+  writeFileSync(secretFile, `${secret}\n`);
+
+  it('reads AUTH_SECRET and AUTH_PREVIOUS_SECRET from their files, trimmed', () => {
+    const previous = join(dir, 'previous');
+    writeFileSync(previous, '  previous-signing-key-0123456789-abcdefghijkl \n');
+    const settings = load({ AUTH_SECRET_FILE: secretFile, AUTH_PREVIOUS_SECRET_FILE: previous });
+    expect(settings.AUTH_SECRET).toBe(secret);
+    expect(settings.AUTH_PREVIOUS_SECRET).toBe('previous-signing-key-0123456789-abcdefghijkl');
+  });
+
+  it('lets AUTH_SECRET set directly win, without reading the file', () => {
+    const direct = 'direct-signing-key-0123456789-abcdefghijklmnopq';
+    expect(load({ AUTH_SECRET: direct, AUTH_SECRET_FILE: secretFile }).AUTH_SECRET).toBe(direct);
+    expect(load({ AUTH_SECRET: direct, AUTH_SECRET_FILE: join(dir, 'missing') }).AUTH_SECRET).toBe(direct);
+    // Empty counts as unset (compose passes AUTH_SECRET: ${AUTH_SECRET:-}): the file is read.
+    expect(load({ AUTH_SECRET: '', AUTH_SECRET_FILE: secretFile }).AUTH_SECRET).toBe(secret);
+  });
+
+  it('a .env file may name the secret file too', () => {
+    const envFile = join(dir, '.env');
+    writeFileSync(envFile, `AUTH_SECRET_FILE=${secretFile}\n`);
+    expect(loadSettings({}, { envFile }).AUTH_SECRET).toBe(secret);
+  });
+
+  it('a missing, unreadable or empty file is one line naming the variable, never a secret', () => {
+    const missing = problemOf({ AUTH_SECRET_FILE: join(dir, 'missing') });
+    expect(missing).toMatch(
+      /^Invalid setting AUTH_SECRET_FILE: ".*missing" cannot be read \(ENOENT\); expected a readable file holding AUTH_SECRET/,
+    );
+    expect(missing.split('\n')).toHaveLength(1);
+    expect(problemOf({ AUTH_SECRET_FILE: dir })).toMatch(/^Invalid setting AUTH_SECRET_FILE: .* \(EISDIR\)/);
+    const empty = join(dir, 'empty');
+    writeFileSync(empty, '\n');
+    expect(problemOf({ AUTH_PREVIOUS_SECRET_FILE: empty })).toMatch(
+      /^Invalid setting AUTH_PREVIOUS_SECRET_FILE: ".*empty" is an empty file/,
+    );
+    // A weak key from a file is refused like one set directly, and its value stays hidden.
+    const weak = join(dir, 'weak');
+    writeFileSync(weak, 'short-key\n');
+    const message = problemOf({ AUTH_SECRET_FILE: weak });
+    expect(message).toMatch(/^Invalid setting AUTH_SECRET: \(hidden\) is shorter than 32 characters/);
+    expect(message).not.toContain('short-key');
   });
 });

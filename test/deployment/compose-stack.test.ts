@@ -1,9 +1,11 @@
 /**
  * docker-compose.yml on a real Docker engine (compose v1 here; helpers/docker-engine.ts), with the image
- * built from the Dockerfile and official or stand-in bases (helpers/base-images.ts): migrations once, api
- * and worker healthy, data kept across down/up, a task done by the worker container, a graceful stop with
+ * built from the Dockerfile and official or stand-in bases (helpers/base-images.ts): a bare `up` with no
+ * .env and no AUTH_SECRET (secrets-init generates the key, once), migrations once, api and worker
+ * healthy, sign-in, the key and its tokens kept across an API restart and down/up, data kept across down/up, a task done by the worker container, a graceful stop with
  * requests in flight, a zero-failure rolling reload (SIGHUP) of a LEVEL=3 API container under load, and
- * the proxy profile's nginx failing over from a killed replica without a failed GET, and the monitoring
+ * the proxy profile's nginx failing over from a killed replica without a failed GET, a sign-out through
+ * it refused by every API container, and the monitoring
  * profile's Prometheus finding and scraping every API and worker container of that same stack. Only
  * `prometheus` of the monitoring profile is started (named on `up`): Grafana, the OpenTelemetry
  * collector and Jaeger have no Debian package to stand in for their images (schema-checked elsewhere).
@@ -20,6 +22,8 @@ import { containerTest } from './helpers/container-test.js';
 import {
   containerState,
   enqueueTask,
+  meAfterLogout,
+  meStatus,
   taskState,
   waitExited,
   waitForOk,
@@ -61,8 +65,8 @@ describe.skipIf(Boolean(skip))('docker-compose.yml on a real engine', () => {
     project = composeProject(engine, `nlscompose${process.pid}`, {
       API_HOST_PORT: String(port),
       PROXY_HOST_PORT: String(proxyPort),
-      // What a user puts in .env: production refuses to sign tokens without a strong key.
-      AUTH_SECRET: 'compose-test-signing-key-0123456789-abcdefgh',
+      // No AUTH_SECRET and no .env (the project reads an empty env file): secrets-init makes the key.
+      // The first user only, so that the test can sign in.
       ...TEST_USER_ENV,
       PROMETHEUS_HOST_PORT: String(prometheusPort),
     });
@@ -76,24 +80,84 @@ describe.skipIf(Boolean(skip))('docker-compose.yml on a real engine', () => {
     await engine?.stop();
   }, 180_000);
 
+  /** The signing key as an API container reads it (AUTH_SECRET_FILE, the auth-secret volume). */
+  const signingKey = async (): Promise<string> =>
+    (await engine.docker(['exec', await one('api'), 'cat', '/secrets/auth_secret'])).stdout.trim();
+
+  /** secrets-init's log lines (all JSON) and exit code. */
+  async function secretsInitRun(): Promise<{ code: number; lines: Array<Record<string, unknown>> }> {
+    const [id] = await project.containers('secrets-init');
+    if (!id) throw new Error('no secrets-init container');
+    const code = await waitExited(engine, id);
+    const { stdout, stderr } = await engine.docker(['logs', id]);
+    const lines = `${stdout}${stderr}`
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    return { code, lines };
+  }
+
   it(
-    'up: migrate runs once and exits 0, api and worker turn healthy, /health/ready answers 200 on the published port',
+    'bare up, no .env and no AUTH_SECRET: secrets-init makes a key once, migrate runs once, api and worker turn healthy, a sign-in works',
     async () => {
       await upAndHealthy();
+      const init = await secretsInitRun();
+      expect(init.code).toBe(0);
+      expect(init.lines).toMatchObject([{ outcome: 'created', file: '/secrets/auth_secret' }]);
       const migrations = await project.containers('migrate');
       expect(migrations).toHaveLength(1);
       expect(await waitExited(engine, migrations[0] as string)).toBe(0);
       expect((await fetch(`${api}/health/ready`)).status).toBe(200);
+
+      // Nothing was given: the API has an empty AUTH_SECRET and reads the generated file.
+      const env = JSON.parse(
+        (await engine.docker(['inspect', '--format', '{{json .Config.Env}}', await one('api')])).stdout,
+      ) as string[];
+      expect(env).toContain('AUTH_SECRET=');
+      expect(env).toContain('AUTH_SECRET_FILE=/secrets/auth_secret');
+      const key = await signingKey();
+      expect(Buffer.from(key, 'base64')).toHaveLength(48);
+      expect(JSON.stringify(init.lines)).not.toContain(key);
+      // The API container may read the key, never change it.
+      const write = await engine
+        .docker(['exec', await one('api'), 'sh', '-c', 'echo x > /secrets/another_file'])
+        .then(
+          () => 'written',
+          (error: unknown) => String(error),
+        );
+      expect(write).toMatch(/Read-only file system/);
+      expect(await signingKey()).toBe(key);
+
+      const token = await signInOverHttp(api);
+      expect(await meStatus(api, token)).toBe(200);
     },
     TEST_TIMEOUT_MS,
   );
 
   it(
-    'an item written before down is still there after up (the pgdata volume)',
+    'the key survives a restart of the api container: a token issued before still verifies',
     async () => {
+      const key = await signingKey();
+      const token = await signInOverHttp(api);
+      const before = await one('api');
+      await project.run(['restart', '--timeout', '40', 'api']);
+      await waitHealthy(engine, before);
+      await waitForOk(`${api}/health/ready`);
+      expect(await one('api')).toBe(before);
+      expect(await signingKey()).toBe(key);
+      expect(await meStatus(api, token)).toBe(200);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    'an item written before down is still there after up (the pgdata volume), and so are the key and its tokens',
+    async () => {
+      const key = await signingKey();
+      const token = await signInOverHttp(api);
       const created = await fetch(`${api}/api/items`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...(await signInOverHttp(api)) },
+        headers: { 'content-type': 'application/json', ...token },
         body: JSON.stringify({ name: 'kept across down and up' }),
       });
       expect(created.status).toBe(201);
@@ -103,6 +167,12 @@ describe.skipIf(Boolean(skip))('docker-compose.yml on a real engine', () => {
       const read = await fetch(`${api}/api/items/${id}`);
       expect(read.status).toBe(200);
       expect(((await read.json()) as { name: string }).name).toBe('kept across down and up');
+      // A new secrets-init container found the key and kept it.
+      const init = await secretsInitRun();
+      expect(init.code).toBe(0);
+      expect(init.lines).toMatchObject([{ outcome: 'kept' }]);
+      expect(await signingKey()).toBe(key);
+      expect(await meStatus(api, token)).toBe(200);
     },
     TEST_TIMEOUT_MS,
   );
@@ -206,6 +276,25 @@ describe.skipIf(Boolean(skip))('docker-compose.yml on a real engine', () => {
       const second = await again.stop();
       expect(second.failed, second.failures.slice(0, 5).join('\n')).toBe(0);
       expect(await requestsServed(victim)).toBeGreaterThan(before + 10);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    '--profile proxy: a sign-out through nginx holds on every API container: 20 of 20 requests with the old token refused',
+    async () => {
+      const containers = [await one('api'), ...(await project.containers('api-replicas'))];
+      expect(containers.length).toBeGreaterThanOrEqual(3);
+      const served = async () => Promise.all(containers.map((id) => requestsServed(id)));
+      const before = await served();
+      const { logout, statuses } = await meAfterLogout(proxy, 20);
+      const after = await served();
+      const refused = statuses.filter((status) => status === 401).length;
+      process.stdout.write(
+        `[compose-stack] logout through nginx: ${logout}; then ${refused} of ${statuses.length} GET /api/auth/me refused (${statuses.join(',')}); requests per API container meanwhile: ${after.map((count, index) => count - (before[index] as number)).join(', ')}\n`,
+      );
+      expect(logout).toBe(204);
+      expect(statuses).toEqual(Array.from({ length: 20 }, () => 401));
     },
     TEST_TIMEOUT_MS,
   );

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { loadSettings, trustProxyOf } from '../../src/settings.js';
 import { ROOT } from '../helpers/process.js';
 import {
   type ComposeFile,
@@ -28,12 +29,13 @@ const PROD = join(ROOT, 'deployment/docker-compose.prod.yml');
 const STACK = join(ROOT, 'deployment/swarm/stack.yml');
 const FILES = [BASE, PROD, STACK];
 const PROD_ENV = { DATABASE_URL: 'postgres://app:secret@postgres:5432/app', REDIS_URL: 'redis://redis:6379' };
-// Only the API signs tokens: workers and migrations run without the key.
+// Only the API signs tokens: workers and migrations run without the key. An AUTH_SECRET set by hand
+// wins over the generated one (docker-compose.yml's secrets-init).
 const API_ENV = { ...PROD_ENV, AUTH_SECRET: 'compose-test-signing-key-0123456789-abcdef' };
 
 const base = loadCompose(BASE);
-const prod = loadCompose(PROD, API_ENV);
-const stack = loadCompose(STACK, API_ENV);
+const prod = loadCompose(PROD, PROD_ENV);
+const stack = loadCompose(STACK, PROD_ENV);
 const APP_IMAGE = /node-levels-starter/;
 const appServices = (file: ComposeFile) =>
   Object.entries(file.services).filter(([, service]) => APP_IMAGE.test(service.image ?? ''));
@@ -154,6 +156,7 @@ describe.skipIf(!dockerCompose)(`docker-compose config (${dockerCompose})`, () =
       'postgres',
       'prometheus',
       'redis',
+      'secrets-init',
       'traefik',
       'worker',
     ];
@@ -201,20 +204,23 @@ describe.skipIf(!dockerCompose)(`docker-compose config (${dockerCompose})`, () =
     }
   });
 
-  it('the production override refuses to render without DATABASE_URL, REDIS_URL and AUTH_SECRET, and renders with them', () => {
+  it('the production override refuses to render without DATABASE_URL and REDIS_URL, and renders with them (the key generated, or AUTH_SECRET)', () => {
     const missing = run(['-f', BASE, '-f', PROD, 'config'], { REDIS_URL: PROD_ENV.REDIS_URL });
     expect(missing.status).not.toBe(0);
     expect(missing.stderr).toContain('DATABASE_URL');
-    const noKey = run(['-f', BASE, '-f', PROD, 'config'], PROD_ENV);
-    expect(noKey.status).not.toBe(0);
-    expect(noKey.stderr).toContain('AUTH_SECRET');
-    const ok = run(['--profile', 'proxy', '-f', BASE, '-f', PROD, 'config'], API_ENV);
+    const ok = run(['--profile', 'proxy', '-f', BASE, '-f', PROD, 'config'], PROD_ENV);
     expect(ok.status, ok.stderr).toBe(0);
     const rendered = parse(ok.stdout) as ComposeFile;
     expect(service(rendered, 'api').environment?.NODE_ENV).toBe('production');
     expect(service(rendered, 'api').environment?.DATABASE_URL).toBe(PROD_ENV.DATABASE_URL);
     expect(service(rendered, 'api').environment?.LEVEL).toBe('1');
+    expect(service(rendered, 'api').environment?.AUTH_SECRET_FILE).toBe('/secrets/auth_secret');
     expect(service(rendered, 'api-replicas').deploy?.replicas).toBe(3);
+    const keyed = run(['-f', BASE, '-f', PROD, 'config'], API_ENV);
+    expect(keyed.status, keyed.stderr).toBe(0);
+    expect(service(parse(keyed.stdout) as ComposeFile, 'api').environment?.AUTH_SECRET).toBe(
+      API_ENV.AUTH_SECRET,
+    );
   });
 });
 
@@ -242,12 +248,13 @@ describe.skipIf(!docker)(`docker stack config (${docker})`, () => {
 describe('docker-compose.yml', () => {
   const defaultServices = Object.entries(base.services).filter(([, svc]) => !svc.profiles);
 
-  it('brings up api, worker, postgres, redis and a one-shot migrate by default (no profile)', () => {
+  it('brings up api, worker, postgres, redis, a one-shot migrate and a one-shot secrets-init by default (no profile)', () => {
     expect(defaultServices.map(([name]) => name).sort()).toEqual([
       'api',
       'migrate',
       'postgres',
       'redis',
+      'secrets-init',
       'worker',
     ]);
     expect(service(base, 'api').command).toBeUndefined(); // the image's CMD: node dist/main.js
@@ -256,14 +263,19 @@ describe('docker-compose.yml', () => {
     for (const [, svc] of appServices(base)) expect(svc.build).toEqual({ context: '.' });
   });
 
-  it('api and worker wait for migrations to complete and for healthy PostgreSQL and Redis', () => {
-    for (const name of ['api', 'api-replicas', 'worker']) {
+  it('api and worker wait for migrations to complete and for healthy PostgreSQL and Redis; the API for its key too', () => {
+    const stores = {
+      migrate: { condition: 'service_completed_successfully' },
+      postgres: { condition: 'service_healthy' },
+      redis: { condition: 'service_healthy' },
+    };
+    for (const name of ['api', 'api-replicas']) {
       expect(service(base, name).depends_on, name).toEqual({
-        migrate: { condition: 'service_completed_successfully' },
-        postgres: { condition: 'service_healthy' },
-        redis: { condition: 'service_healthy' },
+        'secrets-init': { condition: 'service_completed_successfully' },
+        ...stores,
       });
     }
+    expect(service(base, 'worker').depends_on).toEqual(stores);
     expect(service(base, 'migrate').depends_on).toEqual({ postgres: { condition: 'service_healthy' } });
     expect(service(base, 'migrate').restart).toBe('no');
     expect(service(base, 'migrate').healthcheck).toEqual({ disable: true });
@@ -290,7 +302,8 @@ describe('docker-compose.yml', () => {
     for (const [name, svc] of Object.entries(base.services)) {
       expect(svc.deploy?.resources?.limits?.cpus, name).toBeDefined();
       expect(svc.deploy?.resources?.limits?.memory, name).toBeDefined();
-      if (name !== 'migrate') expect(svc.restart, name).toMatch(/^(unless-stopped|always)$/);
+      if (name === 'migrate' || name === 'secrets-init') expect(svc.restart, name).toBe('no');
+      else expect(svc.restart, name).toMatch(/^(unless-stopped|always)$/);
     }
   });
 
@@ -366,6 +379,43 @@ describe('docker-compose.yml', () => {
     expect(traefik.volumes).toEqual(['/var/run/docker.sock:/var/run/docker.sock:ro']);
   });
 
+  it('AUTH_SECRET: secrets-init writes a generated key to the auth-secret volume, the API containers only read it', () => {
+    const init = service(base, 'secrets-init');
+    expect(init.image).toBe(service(base, 'api').image); // the app image
+    expect(command(init)).toEqual(['node', 'dist/secrets-init.js', '/secrets/auth_secret']);
+    expect(init.volumes).toEqual(['auth-secret:/secrets']);
+    expect(init.network_mode).toBe('none');
+    expect(init.healthcheck).toEqual({ disable: true });
+    expect(init.environment ?? {}).not.toHaveProperty('AUTH_SECRET');
+    for (const name of ['api', 'api-replicas']) {
+      const api = service(base, name);
+      expect(api.volumes, name).toEqual(['auth-secret:/secrets:ro']);
+      expect(api.environment?.AUTH_SECRET_FILE, name).toBe('/secrets/auth_secret');
+      expect(api.environment?.AUTH_SECRET, name).toBe(''); // unset: the file is read
+    }
+    for (const name of ['worker', 'migrate']) {
+      expect(service(base, name).volumes, name).toBeUndefined();
+      expect(service(base, name).environment ?? {}, name).not.toHaveProperty('AUTH_SECRET_FILE');
+    }
+    expect(Object.keys(base.volumes as object)).toContain('auth-secret');
+    // An AUTH_SECRET in the environment or .env still reaches the API, and wins over the file.
+    const keyed = loadCompose(BASE, { AUTH_SECRET: API_ENV.AUTH_SECRET });
+    expect(service(keyed, 'api').environment?.AUTH_SECRET).toBe(API_ENV.AUTH_SECRET);
+  });
+
+  it('TRUST_PROXY: the private ranges Docker networks use (nginx and Traefik connect from them), never true', () => {
+    for (const name of ['api', 'api-replicas']) {
+      const value = String(service(base, name).environment?.TRUST_PROXY);
+      expect(value, name).toBe('10.0.0.0/8,172.16.0.0/12,192.168.0.0/16');
+      const settings = loadSettings(
+        { TRUST_PROXY: value, DATABASE_URL: 'postgres://app:app@postgres:5432/app' },
+        { envFile: null },
+      );
+      expect(trustProxyOf(settings)).toEqual({ kind: 'addresses', entries: value.split(',') });
+    }
+    expect(String(service(stack, 'api').environment?.TRUST_PROXY)).toBe('false');
+  });
+
   it('app containers run hardened: read-only root with a /tmp tmpfs, no capabilities, no privilege gain', () => {
     for (const [name, svc] of appServices(base)) {
       expect(svc.read_only, name).toBe(true);
@@ -382,11 +432,9 @@ describe('deployment/docker-compose.prod.yml', () => {
     for (const name of ['api', 'api-replicas', 'worker', 'migrate']) {
       expect(service(prod, name).environment, name).toMatchObject({ NODE_ENV: 'production', ...PROD_ENV });
     }
-    for (const name of ['api', 'api-replicas'])
-      expect(service(prod, name).environment, name).toMatchObject(API_ENV);
-    for (const name of ['worker', 'migrate'])
+    // The key is the base file's: generated by secrets-init (or AUTH_SECRET), never required here.
+    for (const name of ['api', 'api-replicas', 'worker', 'migrate'])
       expect(service(prod, name).environment?.AUTH_SECRET, name).toBeUndefined();
-    expect(() => loadCompose(PROD, PROD_ENV)).toThrow(/AUTH_SECRET/);
     for (const name of Object.keys(prod.services)) {
       expect(base.services[name], `${name} exists in docker-compose.yml`).toBeDefined();
     }
@@ -409,6 +457,15 @@ describe('deployment/swarm/stack.yml', () => {
       defaultSeconds('GRACEFUL_TIMEOUT'),
     );
     expect(api.environment?.LEVEL).toBe('1');
+  });
+
+  it('API: the signing key from the external Docker secret auth_secret, never from the environment', () => {
+    const api = service(stack, 'api');
+    expect(api.secrets).toEqual(['auth_secret']);
+    expect(api.environment?.AUTH_SECRET_FILE).toBe('/run/secrets/auth_secret');
+    expect(api.environment).not.toHaveProperty('AUTH_SECRET');
+    expect(stack.secrets).toEqual({ auth_secret: { external: true } });
+    for (const name of ['worker', 'migrate']) expect(service(stack, name).secrets, name).toBeUndefined();
   });
 
   it('worker and migrate: health-checked workers with a long grace period, migrations as a job', () => {

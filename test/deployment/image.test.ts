@@ -117,6 +117,15 @@ describe('Dockerfile', () => {
     expect(envOf(runtimeInstructions).NODE_ENV).toBe('production');
   });
 
+  it("has an empty /secrets of the app user's, so compose's secrets-init writes its volume without root", () => {
+    const runs = runtime.instructions.filter((instruction) => instruction.keyword === 'RUN');
+    const secrets = runs.find((instruction) => /\/secrets$/.test(instruction.rest));
+    expect(secrets?.rest).toBe('install -d -o node -g node -m 0700 /secrets');
+    // Before USER node: only root can give the folder to the app user.
+    const user = runtime.instructions.findIndex((instruction) => instruction.keyword === 'USER');
+    expect(runtime.instructions.indexOf(secrets as Instruction)).toBeLessThan(user);
+  });
+
   it('has an init as PID 1 from distribution packages, and CMD in exec form running node dist/main.js', () => {
     const entrypoint = execForm(last('ENTRYPOINT')?.rest ?? '');
     expect(entrypoint?.[0]).toMatch(/\/(tini|dumb-init)$/);

@@ -15,8 +15,9 @@ import { connect as connectTls } from 'node:tls';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AFFINITY_COOKIE } from '../../src/plugins/affinity.js';
+import { createTestDatabase } from '../helpers/database.js';
 import { startLoad } from '../helpers/load.js';
-import { freePort, type ServerProcess } from '../helpers/process.js';
+import { freePort, type ServerProcess, waitForHttp } from '../helpers/process.js';
 import { settingDefault } from './helpers/compose.js';
 import {
   type BalancedNodes,
@@ -69,6 +70,13 @@ describe('nginx templates (static)', () => {
     expect(body).toContain('client_max_body_size 1m;');
     expect(settingDefault('BODY_LIMIT')).toBe(1024 * 1024);
     expect(body).not.toMatch(/^\s*(user|pid|daemon)\s/m);
+  });
+
+  it('sets X-Forwarded-For to the address that connected, never appending to a client-sent one', () => {
+    const body = mainConf.replace(/#.*$/gm, '');
+    expect(body).toContain('proxy_set_header X-Forwarded-For $remote_addr;');
+    expect(body).not.toContain('$proxy_add_x_forwarded_for');
+    expect(body).not.toContain('$http_x_forwarded_for');
   });
 
   it.skipIf(!hasNginx)('nginx -t accepts the files as shipped (upstream name aside)', async () => {
@@ -295,6 +303,16 @@ describe.skipIf(!hasNginx)('what nginx sends upstream (recording servers)', () =
     }
   });
 
+  it("replaces a client's own X-Forwarded-For with the address that connected", async () => {
+    const response = await fetch(`${nginx.baseUrl}/api/spoofed`, {
+      headers: { 'x-forwarded-for': '203.0.113.66, 198.51.100.1', 'x-real-ip': '203.0.113.66' },
+    });
+    expect(response.status).toBe(200);
+    const seen = all().find((request) => request.url === '/api/spoofed');
+    expect(seen?.headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(seen?.headers['x-real-ip']).toBe('127.0.0.1');
+  });
+
   it('passes a WebSocket upgrade through and relays both ways', async () => {
     const socket = connectTcp(Number(new URL(nginx.baseUrl).port), '127.0.0.1');
     await once(socket, 'connect');
@@ -423,3 +441,70 @@ describe.skipIf(!hasNginx || !hasOpenssl)('the TLS server (tls/app-tls.conf.exam
     expect(outcome).toMatch(/protocol version/);
   });
 });
+
+/** One failed sign-in (wrong password) as `account`, claiming to come from `forwardedFor`. */
+async function failedSignIn(baseUrl: string, account: string, forwardedFor: string): Promise<number> {
+  const response = await fetch(`${baseUrl}/api/auth/token`, {
+    method: 'POST',
+    headers: { 'x-forwarded-for': forwardedFor },
+    body: new URLSearchParams({ grant_type: 'password', username: account, password: 'wrong password 123' }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  await response.arrayBuffer();
+  return response.status;
+}
+
+/** 20 failed sign-ins, each as another account and claiming another address (203.0.113.1, .2, ...). */
+async function spoofedAttempts(baseUrl: string, label: string): Promise<number[]> {
+  const statuses: number[] = [];
+  for (let attempt = 1; attempt <= 20; attempt += 1)
+    statuses.push(await failedSignIn(baseUrl, `${label}-${attempt}@example.com`, `203.0.113.${attempt}`));
+  return statuses;
+}
+
+const LOGIN_LIMIT = 5;
+/** A wrong password: invalid_grant, 400 (RFC 6749 section 5.2); the limit answers 429. */
+const refused = (status: number) => status === 400;
+
+describe.skipIf(!hasNginx)(
+  'behind nginx, a made-up X-Forwarded-For cannot dodge the per-address sign-in limit',
+  () => {
+    const started: Array<() => Promise<unknown>> = [];
+    afterAll(async () => {
+      for (const stop of started.reverse()) await stop();
+    });
+
+    // The app trusts nginx only (its address, or the one hop in front of it); every attempt below
+    // claims another client address and tries another account, so only the per-address limit can
+    // answer 429. A database each: the limit's counters may live there, shared by every process.
+    it.each(['127.0.0.1', '1'])(
+      `TRUST_PROXY=%s, LOGIN_RATE_LIMIT_MAX=${LOGIN_LIMIT}: 20 attempts with 20 spoofed addresses, 429 after the first ${LOGIN_LIMIT}`,
+      async (trustProxy) => {
+        const database = await createTestDatabase();
+        started.push(() => database.drop());
+        const port = await freePort();
+        const node = await startAppNode(database.url, port, {
+          TRUST_PROXY: trustProxy,
+          LOGIN_RATE_LIMIT_MAX: String(LOGIN_LIMIT),
+        });
+        started.push(() => node.stop('SIGKILL'));
+        const proxy = await startNginx({ port: await freePort(), upstreamPorts: [port] });
+        started.push(() => proxy.stop());
+        await waitForHttp(`${proxy.baseUrl}/health/ready`);
+
+        const statuses = await spoofedAttempts(proxy.baseUrl, 'via-nginx');
+        expect(statuses.slice(0, LOGIN_LIMIT).every(refused), String(statuses)).toBe(true);
+        expect(statuses.slice(LOGIN_LIMIT), String(statuses)).toEqual(
+          Array.from({ length: 20 - LOGIN_LIMIT }, () => 429),
+        );
+
+        // The control: straight to the app, from 127.0.0.1 (a peer it trusts), the same made-up
+        // header is believed, so each attempt counts for another address and none is limited. What
+        // stops the spoof above is nginx replacing the header, not the app ignoring it.
+        const direct = await spoofedAttempts(node.baseUrl, 'direct');
+        expect(direct.every(refused), String(direct)).toBe(true);
+      },
+      60_000,
+    );
+  },
+);

@@ -2,7 +2,8 @@
  * deployment/swarm/stack.yml on a real one-node Docker Swarm (the test engine, helpers/docker-engine.ts;
  * never the machine's own): `docker stack deploy` of the locally built image (APP_IMAGE), the migrate
  * job done and api and worker converged on their healthchecks, a rolling `docker service update` of the
- * API under load without a failed request, and a killed API task replaced by Swarm. This kernel has no
+ * API under load without a failed request (tokens issued before still verify: one key, the Docker secret
+ * auth_secret), a sign-out through nginx refused by every API task, and a killed API task replaced by Swarm. This kernel has no
  * IPVS, so the routing mesh cannot work: the test runs every service with endpoint_mode: dnsrr behind an
  * nginx task (helpers/swarm.ts says exactly what it changes). The swarm is left and the stack removed at
  * the end, so the next container test finds a normal engine.
@@ -11,12 +12,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLoad } from '../helpers/load.js';
 import { freePort } from '../helpers/process.js';
+import { signInOverHttp } from '../helpers/user.js';
 import { buildAppImage } from './helpers/app-image.js';
 import { ensureBaseImages } from './helpers/base-images.js';
 import { containerTest } from './helpers/container-test.js';
-import { waitForOk } from './helpers/containers.js';
+import { meAfterLogout, meStatus, waitForOk } from './helpers/containers.js';
 import type { Engine } from './helpers/docker-engine.js';
 import {
+  createAuthSecret,
   serviceContainers,
   stackDeploy,
   stackRemove,
@@ -39,14 +42,14 @@ describe.skipIf(Boolean(skip))('deployment/swarm/stack.yml on a one-node swarm',
     await ensureBaseImages(engine, ['node', 'postgres', 'redis', 'nginx']);
     const { tag: image } = await buildAppImage(engine);
     await swarmInit(engine, await freePort());
+    await createAuthSecret(engine);
     const port = await freePort();
     proxy = `http://127.0.0.1:${port}`;
     await stackDeploy(engine, testStackFile(port, engine.version), STACK, {
       APP_IMAGE: image,
       DATABASE_URL: 'postgres://app:app@postgres:5432/app',
       REDIS_URL: 'redis://redis:6379',
-      // What an operator exports: production refuses to sign tokens without a strong key.
-      AUTH_SECRET: 'swarm-test-signing-key-0123456789-abcdefghij',
+      // No AUTH_SECRET: the API tasks read the Docker secret auth_secret (createAuthSecret).
     });
     deployed = true;
   }, 45 * 60_000);
@@ -54,6 +57,7 @@ describe.skipIf(Boolean(skip))('deployment/swarm/stack.yml on a one-node swarm',
   afterAll(async () => {
     if (deployed)
       await stackRemove(engine, STACK).catch((error) => process.stdout.write(`[swarm] stack rm: ${error}\n`));
+    // Leaving the swarm drops its secrets (auth_secret) too.
     await engine?.docker(['swarm', 'leave', '--force']).catch(() => {});
     await engine?.stop();
   }, 180_000);
@@ -81,9 +85,26 @@ describe.skipIf(Boolean(skip))('deployment/swarm/stack.yml on a one-node swarm',
   );
 
   it(
+    'a sign-out through nginx holds on every API task: 20 of 20 requests with the old token refused',
+    async () => {
+      await waitConverged(engine, `${STACK}_api`, 2);
+      const { logout, statuses } = await meAfterLogout(proxy, 20);
+      const refused = statuses.filter((status) => status === 401).length;
+      process.stdout.write(
+        `[swarm] logout through nginx: ${logout}; then ${refused} of ${statuses.length} GET /api/auth/me refused (${statuses.join(',')})\n`,
+      );
+      expect(logout).toBe(204);
+      expect(statuses).toEqual(Array.from({ length: 20 }, () => 401));
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
     'a rolling docker service update --force of the API under load fails no request and replaces every task',
     async () => {
       const before = await waitConverged(engine, `${STACK}_api`, 2);
+      // Signed in on the old tasks; the new ones read the same secret, so the token still verifies.
+      const token = await signInOverHttp(proxy);
       const load = startLoad(`${proxy}/health/ready`, 4);
       await sleep(1000);
       const started = Date.now();
@@ -111,6 +132,7 @@ describe.skipIf(Boolean(skip))('deployment/swarm/stack.yml on a one-node swarm',
       expect(result.failed, result.failures.slice(0, 5).join('\n')).toBe(0);
       expect(result.ok).toBeGreaterThan(100);
       expect(after.filter((id) => before.includes(id))).toEqual([]);
+      expect(await meStatus(proxy, token)).toBe(200);
     },
     TEST_TIMEOUT_MS,
   );

@@ -118,6 +118,11 @@ describe('deployment/traefik/traefik.yml (static)', () => {
     expect(staticConfig.ping).toBeDefined();
   });
 
+  it('is the edge: X-Forwarded-* from clients are never trusted (not insecure, no trusted IPs)', () => {
+    const web = (staticConfig.entryPoints as { web: { forwardedHeaders?: Tree } }).web;
+    expect(web.forwardedHeaders).toEqual({ insecure: false, trustedIPs: [] });
+  });
+
   it('loads dynamic.yml with the file provider, watching it', () => {
     const file = (staticConfig.providers as { file: { filename: string; watch: boolean } }).file;
     expect(file.filename.split('/').at(-1)).toBe('dynamic.yml');
@@ -276,5 +281,9 @@ describe('the Docker-label version in docker-compose.yml (profile traefik)', () 
       expect(flags).toContain(`--serverstransport.forwardingtimeouts.${key.toLowerCase()}=${value}`);
     }
     expect(flags).toContain('--ping=true');
+    const forwarded = (staticConfig.entryPoints as { web: { forwardedHeaders: { insecure: boolean } } }).web
+      .forwardedHeaders;
+    expect(flags).toContain(`--entrypoints.web.forwardedheaders.insecure=${forwarded.insecure}`);
+    expect(flags.filter((flag) => flag.includes('forwardedheaders.trustedips'))).toEqual([]);
   });
 });

@@ -97,3 +97,47 @@ export async function taskState(
 export async function runTaskThroughApi(baseUrl: string): Promise<string> {
   return taskState(baseUrl, await enqueueTask(baseUrl));
 }
+
+/** fetch on a new TCP connection (`Connection: close`), so a proxy in front picks a server afresh. */
+function fetchOnNewConnection(url: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(url, {
+    ...init,
+    headers: { ...Object.fromEntries(new Headers(init.headers)), connection: 'close' },
+    signal: AbortSignal.timeout(10_000),
+  });
+}
+
+export interface LogoutCheck {
+  /** Status of POST /api/auth/logout (204 when signed out). */
+  logout: number;
+  /** Statuses of GET /api/auth/me with the signed-out access token, one new connection each. */
+  statuses: number[];
+}
+
+/**
+ * Sign in through `baseUrl` (a proxy in front of several API containers), sign out, then ask
+ * GET /api/auth/me `count` times with the old access token, each on a new connection so the proxy
+ * spreads them over the containers: every one must answer 401, whichever container it reaches.
+ */
+export async function meAfterLogout(baseUrl: string, count = 20): Promise<LogoutCheck> {
+  const authorization = await signInOverHttp(baseUrl);
+  const logout = await fetchOnNewConnection(`${baseUrl}/api/auth/logout`, {
+    method: 'POST',
+    headers: authorization,
+  });
+  await logout.arrayBuffer();
+  const statuses: number[] = [];
+  for (let index = 0; index < count; index += 1) {
+    const response = await fetchOnNewConnection(`${baseUrl}/api/auth/me`, { headers: authorization });
+    await response.arrayBuffer();
+    statuses.push(response.status);
+  }
+  return { logout: logout.status, statuses };
+}
+
+/** Status of GET /api/auth/me with these headers (a token issued earlier still verifies: 200). */
+export async function meStatus(baseUrl: string, authorization: { authorization: string }): Promise<number> {
+  const response = await fetchOnNewConnection(`${baseUrl}/api/auth/me`, { headers: authorization });
+  await response.arrayBuffer();
+  return response.status;
+}

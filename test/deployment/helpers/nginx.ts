@@ -187,7 +187,7 @@ export async function startAppNode(
     DATABASE_URL: databaseUrl,
     PORT: String(port),
     LEVEL: '1',
-    TRUST_PROXY: 'true',
+    TRUST_PROXY: '127.0.0.1', // nginx's address here: the narrow form the templates use
     LOG_LEVEL: 'warn',
     ...env,
   });

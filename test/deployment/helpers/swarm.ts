@@ -3,6 +3,7 @@
  * deployment/swarm/stack.yml deployed on it, with the few changes this machine needs (testStackFile).
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { ROOT } from '../../helpers/process.js';
+import { TEST_USER_ENV } from '../../helpers/user.js';
 import { BASE_IMAGES } from './base-images.js';
 import { type ContainerState, containerState } from './containers.js';
 import type { Engine } from './docker-engine.js';
@@ -48,7 +50,8 @@ type Service = Record<string, unknown> & { deploy?: Record<string, unknown>; env
  * one in host mode (fixtures/swarm-nginx.conf); one node, so 2 API replicas and no
  * max_replicas_per_node (a start-first update needs room for a third task on the node); Docker CLI 20.10's `stack deploy` refuses `mode: replicated-job`
  * ("Unknown mode"), so there the migrate job runs as one replicated task whose on-failure restart policy
- * leaves it Complete after exit 0 (the idiom before jobs). Added: PostgreSQL and Redis tasks for the app.
+ * leaves it Complete after exit 0 (the idiom before jobs). Added: PostgreSQL and Redis tasks for the app,
+ * and FIRST_USER_* in the API's environment so that the test can sign in.
  */
 export function testStackFile(nginxPort: number, dockerVersion: string): string {
   const stack = parse(readFileSync(join(ROOT, 'deployment/swarm/stack.yml'), 'utf8')) as {
@@ -56,6 +59,7 @@ export function testStackFile(nginxPort: number, dockerVersion: string): string 
   };
   const api = stack.services.api as Service;
   delete api.ports;
+  api.environment = { ...api.environment, ...TEST_USER_ENV };
   // One node: the cap of 2 per node would leave a start-first update's third task with no node to go to.
   const deploy = api.deploy as Record<string, unknown> & { placement?: Record<string, unknown> };
   deploy.replicas = 2;
@@ -88,6 +92,17 @@ export function testStackFile(nginxPort: number, dockerVersion: string): string 
   const file = join(mkdtempSync(join(tmpdir(), 'nls-stack-')), 'stack.yml');
   writeFileSync(file, stringify(stack));
   return file;
+}
+
+/**
+ * What stack.yml's header asks for once, before the first deploy: the signing key as the external
+ * Docker secret `auth_secret` (a random 48-byte key, given on stdin so it is in no command line).
+ */
+export async function createAuthSecret(engine: Engine): Promise<void> {
+  await engine.docker(['secret', 'rm', 'auth_secret']).catch(() => {});
+  await engine.docker(['secret', 'create', 'auth_secret', '-'], {
+    input: randomBytes(48).toString('base64'),
+  });
 }
 
 /** `docker stack deploy` with the variables stack.yml interpolates (the CLI reads them from its env). */
