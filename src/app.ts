@@ -9,9 +9,11 @@ import affinityPlugin from './plugins/affinity.js';
 import { useStrictJsonParser } from './plugins/body.js';
 import { dashboardOffRoutes } from './plugins/dashboard-off.js';
 import dbPlugin from './plugins/db.js';
+import deadlinePlugin from './plugins/deadline.js';
 import docsPlugin from './plugins/docs.js';
 import errorsPlugin from './plugins/errors.js';
 import { clientErrorHandler, frameworkErrorHandler } from './plugins/framework-errors.js';
+import idempotencyPlugin from './plugins/idempotency.js';
 import lifecyclePlugin from './plugins/lifecycle.js';
 import metricsPlugin, { type MetricsOptions } from './plugins/metrics.js';
 import { ProblemSchema } from './plugins/problem.js';
@@ -23,7 +25,7 @@ import tasksPlugin from './plugins/tasks.js';
 import { authRoutes } from './routes/auth.js';
 import { exampleRoutes } from './routes/examples.js';
 import { healthRoutes, type ProcessIdentity } from './routes/health.js';
-import { Item, itemRoutes } from './routes/items.js';
+import { CreatedItem, Item, itemRoutes } from './routes/items.js';
 import { enqueueSchemas, taskRoutes } from './routes/tasks.js';
 import { type Settings, trustProxyOf } from './settings.js';
 import { fastifyTrustProxy } from './settings-trust-proxy.js';
@@ -90,9 +92,12 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   useStrictJsonParser(app as unknown as FastifyInstance);
   app.addSchema(ProblemSchema);
   app.addSchema(Item);
+  app.addSchema(CreatedItem);
   for (const schema of enqueueSchemas) app.addSchema(schema);
   await app.register(errorsPlugin, { production: settings.NODE_ENV === 'production' });
   await app.register(lifecyclePlugin);
+  // Before every other hook and route: each request's deadline and signal, and the scope binding its queries.
+  await app.register(deadlinePlugin, { deadlineMs: settings.REQUEST_DEADLINE_MS });
   await app.register(securityPlugin, settings);
   await app.register(docsPlugin, { enabled: settings.OPENAPI_DOCS, version: packageVersion });
   await app.register(metricsPlugin, options.metrics ?? {});
@@ -101,6 +106,8 @@ export async function buildApp(settings: Settings, options: AppOptions): Promise
   await app.register(tasksPlugin, settings);
   await app.register(sharedStatePlugin, settings);
   await app.register(authPlugin, settings);
+  // Before the routes: it hooks every /api POST and PATCH as they are added (onRoute).
+  await app.register(idempotencyPlugin, settings);
   if (settings.SESSION_AFFINITY) await app.register(affinityPlugin);
 
   await app.register(healthRoutes, { identity: options.identity ?? { workerId: 0, generation: 0 } });

@@ -91,6 +91,17 @@ export const settingsSchema = Type.Object({
     default: 60,
     description: 'Longest time to receive a whole request (s, 0 = none)',
   }),
+  // 10 s: under GRACEFUL_TIMEOUT (a shutdown never has to cut a request) and the proxy templates' 60 s
+  // read timeout (the client reads our 503, not a proxy's 504); equal to DB_STATEMENT_TIMEOUT_MS, and a
+  // request's statements start after the request, so the deadline fires first and statement_timeout
+  // is the backstop for a cancel that never lands.
+  REQUEST_DEADLINE_MS: Type.Integer({
+    minimum: 0,
+    maximum: 86_400_000,
+    default: 10000,
+    description:
+      'Longest a request may take from arrival to its answer: then 503 + Retry-After, and the database query running for it is cancelled (ms, 0 = off); keep it at or below DB_STATEMENT_TIMEOUT_MS so it fires first',
+  }),
   GRACEFUL_TIMEOUT: Type.Number({
     exclusiveMinimum: 0,
     default: 30,
@@ -262,6 +273,24 @@ export const settingsSchema = Type.Object({
     default: 3001,
     description: 'Task worker liveness and metrics port (GET /health/live, /metrics; 0 = off)',
   }),
+  OUTBOX_POLL_MS: Type.Integer({
+    minimum: 1,
+    maximum: 60000,
+    default: 50,
+    description:
+      'How often each task worker relays committed outbox rows to Redis (ms); a full batch is followed at once by the next',
+  }),
+  OUTBOX_BATCH_SIZE: Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: 100,
+    description: 'Outbox rows a relay claims and hands to BullMQ per transaction',
+  }),
+  OUTBOX_RETENTION: Type.Integer({
+    minimum: 0,
+    default: 3600,
+    description: 'Keep relayed (or cancelled) outbox rows this many seconds, then prune them (0 = at once)',
+  }),
   SHARED_CACHE_URL: Type.Optional(
     Type.String({ description: 'Redis for the shared cache and rate limits (default: REDIS_URL)' }),
   ),
@@ -279,6 +308,20 @@ export const settingsSchema = Type.Object({
     exclusiveMinimum: 0,
     default: 60,
     description: 'Seconds a cached item stays valid (invalidated on change)',
+  }),
+  IDEMPOTENCY_KEY_TTL: Type.Integer({
+    minimum: 60,
+    maximum: 30 * 86400,
+    default: 86400,
+    description:
+      'How long the first answer to a POST/PATCH with an Idempotency-Key is kept and replayed (s); then the key is free again',
+  }),
+  IDEMPOTENCY_KEY_LEASE: Type.Integer({
+    minimum: 1,
+    maximum: 3600,
+    default: 60,
+    description:
+      'A keyed request still in flight after this long (its process died) may be run again by a retry (s); keep it above your longest request',
   }),
   SESSION_AFFINITY: Type.Boolean({
     default: false,

@@ -51,11 +51,12 @@ async function main(): Promise<void> {
       })
     : undefined;
   // The task code (BullMQ, the definitions, the database driver) loads after the responder above.
-  const [{ createPool }, { prepareDatabase }, { lazyPool }, runner] = await Promise.all([
+  const [{ createPool }, { prepareDatabase }, { lazyPool }, runner, relayModule] = await Promise.all([
     import('./db/pool.js'),
     import('./db/prepare.js'),
     import('./tasks/processor.js'),
     import('./tasks/runner.js'),
+    import('./tasks/relay.js'),
   ]);
   // The LEVEL=4 primary passes the database it prepared; standalone we resolve it ourselves.
   const database = settings.DATABASE_URL
@@ -74,9 +75,13 @@ async function main(): Promise<void> {
   let tasks: Awaited<ReturnType<typeof runner.startTaskWorkers>> | undefined;
   tasks = await runner.startTaskWorkers(settings, logger, database.url, db);
   const running = tasks;
+  // Tasks committed with a write (the outbox, src/tasks/outbox.ts) reach Redis from here: the
+  // processes that need both PostgreSQL and Redis anyway, and the fewest that do.
+  const relay = relayModule.startOutboxRelay(settings, logger, database.url);
   // Whatever is left of the drain time (TASK_SHUTDOWN_TIMEOUT + 5 s) flushes the last spans.
   const stop = async () => {
     const deadline = Date.now() + (settings.TASK_SHUTDOWN_TIMEOUT + 5) * 1000;
+    await relay.stop();
     await running.close(settings.TASK_SHUTDOWN_TIMEOUT * 1000);
     await db().end();
     await database.stop();

@@ -188,7 +188,7 @@ describe('CORS: a page on another origin uses the API through fetch() in a real 
       headers: {
         authorization,
         'content-type': 'application/json',
-        'idempotency-key': crypto.randomUUID(),
+        'idempotency-key': `"${crypto.randomUUID()}"`, // an sf-string, as the header's syntax says
         'x-request-id': 'cors-create-1',
       },
       body: JSON.stringify({ name: 'from another origin' }),

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import fc from 'fast-check';
@@ -42,7 +43,7 @@ afterAll(() => dropPrefix(prefix));
 
 interface Parameter {
   name: string;
-  in: 'path' | 'query';
+  in: 'path' | 'query' | 'header';
   required?: boolean;
   schema: Schema;
 }
@@ -59,6 +60,11 @@ interface Operation {
 
 const document = JSON.parse(readFileSync(`${CLIENT_DIR}openapi.json`, 'utf8'));
 const components = document.components.schemas as Record<string, Schema>;
+/** A parameter as written, or the reusable one (`components.parameters`) it references. */
+const parameterOf = (parameter: Parameter & { $ref?: string }): Parameter =>
+  parameter.$ref
+    ? document.components.parameters[parameter.$ref.replace('#/components/parameters/', '')]
+    : parameter;
 // biome-ignore lint/suspicious/noExplicitAny: the document is JSON read at run time
 const operations: Operation[] = Object.entries(document.paths as Record<string, Record<string, any>>).flatMap(
   ([path, methods]) =>
@@ -68,7 +74,7 @@ const operations: Operation[] = Object.entries(document.paths as Record<string, 
         id: operation.operationId,
         method: method.toUpperCase(),
         path,
-        parameters: (operation.parameters ?? []).map((parameter: Parameter) => ({
+        parameters: (operation.parameters ?? []).map(parameterOf).map((parameter: Parameter) => ({
           ...parameter,
           schema: deref(parameter.schema, components),
         })),
@@ -100,6 +106,7 @@ const operationOf = (request: FuzzRequest) => byId.get(request.operationId) as O
 // rounds per request would make the run minutes long. Cursors are opaque: only issued ones are valid.
 const OVERRIDES: Record<string, fc.Arbitrary<string>> = {
   'sleepExample.ms': fc.integer({ min: 0, max: 20 }).map(String),
+  'dbSleepExample.ms': fc.integer({ min: 0, max: 20 }).map(String),
   'hashExample.rounds': fc.integer({ min: 1, max: 2000 }).map(String),
   'listItems.cursor': fc.nat({ max: 10_000 }).map(encodeCursor),
 };
@@ -122,6 +129,7 @@ interface FuzzRequest {
   operationId: string;
   pathValues: Record<string, string>;
   query: Record<string, string>;
+  headers: Record<string, string>;
   body: unknown;
   contentType?: string;
   rawBody?: string;
@@ -131,10 +139,26 @@ interface FuzzRequest {
 const parameterValue = (operation: Operation, parameter: Parameter): fc.Arbitrary<string> =>
   OVERRIDES[`${operation.id}.${parameter.name}`] ?? arbitraryFor(parameter.schema).map(String);
 
+/**
+ * Idempotency keys are single-use by contract (the same key with another payload is 422), which
+ * generated small strings would repeat: each valid request gets fresh ones. A body key and a header
+ * must agree (POST /api/tasks), so a body that has one goes without the header.
+ */
+function freshKeys(request: FuzzRequest): FuzzRequest {
+  const body = request.body as Record<string, unknown> | undefined;
+  const { 'Idempotency-Key': header, ...headers } = request.headers;
+  if (body && typeof body === 'object' && typeof body.idempotencyKey === 'string')
+    return { ...request, headers, body: { ...body, idempotencyKey: randomUUID() } };
+  return header === undefined
+    ? request
+    : { ...request, headers: { ...headers, 'Idempotency-Key': `"${randomUUID()}"` } };
+}
+
 function validRequest(operation: Operation): fc.Arbitrary<FuzzRequest> {
   const pathParameters = operation.parameters.filter((parameter) => parameter.in === 'path');
   const queryParameters = operation.parameters.filter((parameter) => parameter.in === 'query');
-  return fc.record({
+  const headerParameters = operation.parameters.filter((parameter) => parameter.in === 'header');
+  const generated = fc.record({
     operationId: fc.constant(operation.id),
     pathValues: fc.record(
       Object.fromEntries(
@@ -151,12 +175,23 @@ function validRequest(operation: Operation): fc.Arbitrary<FuzzRequest> {
           .map((parameter) => parameter.name),
       },
     ),
+    headers: fc.record(
+      Object.fromEntries(
+        headerParameters.map((parameter) => [parameter.name, parameterValue(operation, parameter)]),
+      ),
+      {
+        requiredKeys: headerParameters
+          .filter((parameter) => parameter.required)
+          .map((parameter) => parameter.name),
+      },
+    ),
     body: operation.body
       ? (BODY_OVERRIDES[operation.id] ?? arbitraryFor(operation.body.schema))
       : fc.constant(undefined),
     contentType: operation.body ? fc.constantFrom(...operation.body.contentTypes) : fc.constant(undefined),
     token: fc.constant('valid' as const),
   }) as fc.Arbitrary<FuzzRequest>;
+  return generated.map(freshKeys);
 }
 
 const ODD_STRINGS = ['a\u0000b', '\u0000', '\ud800', 'x\udfffy', '\udbff\ud7ff'];
@@ -292,7 +327,8 @@ function mutate(
       );
       const parameter = choose([...numeric, ...patterned]);
       if (!parameter) return undefined;
-      const current = (parameter.in === 'path' ? request.pathValues : request.query)[parameter.name] ?? '1';
+      const where = ({ path: 'pathValues', query: 'query', header: 'headers' } as const)[parameter.in];
+      const current = request[where][parameter.name] ?? '1';
       const variants = patterned.includes(parameter)
         ? ['not-an-id', `${current}/x`, '']
         : [
@@ -307,7 +343,6 @@ function mutate(
       const value = choose(
         variants.filter((variant) => variant !== '' || parameter.in === 'query'),
       ) as string;
-      const where = parameter.in === 'path' ? 'pathValues' : 'query';
       return {
         request: { ...request, [where]: { ...request[where], [parameter.name]: value } },
         expect: parameter.in === 'path' && value === '' ? 404 : 400,
@@ -369,7 +404,7 @@ async function send(request: FuzzRequest): Promise<LightMyRequestResponse> {
     encodeURIComponent(request.pathValues[name] ?? ''),
   );
   const query = new URLSearchParams(request.query).toString();
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...request.headers };
   // A fresh session per request, so a fuzzed logout never signs the next request out.
   if (request.token === 'valid') headers.authorization = `Bearer ${await freshSessionToken()}`;
   if (request.token === 'garbage') headers.authorization = 'Bearer not.a.token';

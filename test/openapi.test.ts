@@ -74,11 +74,13 @@ describe('the OpenAPI document and the client generated from it', () => {
         else expect(operation.security, where).toEqual([]);
       }
     }
-    // Writes and the caller's own session need a token (the document's global oauth2); reads are public.
+    // Writes and the caller's own session need a token (the document's global oauth2); reads are public,
+    // but for the example that holds a database connection while it sleeps.
     expect(protectedIds.sort()).toEqual(
       [
         'cancelTask',
         'createItem',
+        'dbSleepExample',
         'deleteItem',
         'enqueueTask',
         'getCurrentUser',
@@ -107,6 +109,7 @@ describe('the OpenAPI document and the client generated from it', () => {
       expect.arrayContaining([
         'GET /api/items query limit',
         'GET /api/examples/sleep query ms',
+        'GET /api/examples/db-sleep query ms',
         'GET /api/examples/hash query rounds',
       ]),
     );

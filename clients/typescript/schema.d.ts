@@ -95,7 +95,7 @@ export interface paths {
         put?: never;
         /**
          * Create an item
-         * @description Stores a new item owned by the signed-in user; the Location header is its URL.
+         * @description Stores a new item owned by the signed-in user; the Location header is its URL. With background tasks on, its items.created task commits in the same transaction (outbox) and taskId names it.
          */
         post: operations["createItem"];
         delete?: never;
@@ -144,6 +144,26 @@ export interface paths {
          * @description Waits without blocking the event loop, as a slow upstream would: concurrency, not CPUs, is the limit.
          */
         get: operations["sleepExample"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/examples/db-sleep": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Database-bound: a query that runs N ms
+         * @description Runs `SELECT pg_sleep(N / 1000)`, a query bound to the request like every `app.db` query: past REQUEST_DEADLINE_MS the answer is 503 and the query is cancelled on the server (a CancelRequest, which PgBouncer forwards), its connection back in the pool. It holds a database connection while it runs, hence signed-in users only.
+         */
+        get: operations["dbSleepExample"];
         put?: never;
         post?: never;
         delete?: never;
@@ -306,6 +326,20 @@ export interface components {
             /** Format: date-time */
             updatedAt: string;
         };
+        /** @description The created item and its task */
+        CreatedItem: {
+            id: number;
+            /** @description The user who created it: only this user or an admin may change or delete it */
+            ownerId: string | null;
+            name: string;
+            description: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+            /** @description Its items.created task (GET /api/tasks/{taskId}: pending until relayed to the queue); null when background tasks are off */
+            taskId: string | null;
+        };
         /**
          * report.generate
          * @description CPU-heavy: N chained SHA-256 rounds in a worker thread, reporting progress
@@ -323,7 +357,7 @@ export interface components {
             delayMs?: number;
             /** @description 1 is the highest */
             priority?: number;
-            /** @description Enqueue once per key: a repeat answers the first id (409 if it has finished) */
+            /** @description The Idempotency-Key header (preferred) as a body field, on the same store: a repeat answers the first id */
             idempotencyKey?: string;
         };
         /**
@@ -349,7 +383,7 @@ export interface components {
             delayMs?: number;
             /** @description 1 is the highest */
             priority?: number;
-            /** @description Enqueue once per key: a repeat answers the first id (409 if it has finished) */
+            /** @description The Idempotency-Key header (preferred) as a body field, on the same store: a repeat answers the first id */
             idempotencyKey?: string;
         };
         /**
@@ -369,7 +403,7 @@ export interface components {
             delayMs?: number;
             /** @description 1 is the highest */
             priority?: number;
-            /** @description Enqueue once per key: a repeat answers the first id (409 if it has finished) */
+            /** @description The Idempotency-Key header (preferred) as a body field, on the same store: a repeat answers the first id */
             idempotencyKey?: string;
         };
         /**
@@ -387,12 +421,18 @@ export interface components {
             delayMs?: number;
             /** @description 1 is the highest */
             priority?: number;
-            /** @description Enqueue once per key: a repeat answers the first id (409 if it has finished) */
+            /** @description The Idempotency-Key header (preferred) as a body field, on the same store: a repeat answers the first id */
             idempotencyKey?: string;
         };
     };
     responses: never;
-    parameters: never;
+    parameters: {
+        /**
+         * @description Makes a retry of this write safe: the first answer (status, Location, body) is kept IDEMPOTENCY_KEY_TTL (default 24 h) and replayed, marked `Idempotent-Replayed: true`, to a retry with the same key and payload. A Structured Field string (RFC 9651): 1-255 printable ASCII characters in double quotes, a UUID is best. Same key, other payload: 422; the first still in flight: 409 with Retry-After. Keys are per user.
+         * @example "8e03978e-40d5-43e8-bc93-6894a57f9324"
+         */
+        IdempotencyKey: string;
+    };
     requestBodies: never;
     headers: never;
     pathItems: never;
@@ -579,7 +619,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -593,7 +633,13 @@ export interface operations {
     createItem: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes a retry of this write safe: the first answer (status, Location, body) is kept IDEMPOTENCY_KEY_TTL (default 24 h) and replayed, marked `Idempotent-Replayed: true`, to a retry with the same key and payload. A Structured Field string (RFC 9651): 1-255 printable ASCII characters in double quotes, a UUID is best. Same key, other payload: 422; the first still in flight: 409 with Retry-After. Keys are per user.
+                 * @example "8e03978e-40d5-43e8-bc93-6894a57f9324"
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -613,7 +659,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Item"];
+                    "application/json": components["schemas"]["CreatedItem"];
                 };
             };
             /** @description The request does not match the schema; `errors` names each field */
@@ -627,6 +673,15 @@ export interface operations {
             };
             /** @description Missing, invalid, expired or revoked access token (sign in: POST /api/auth/token) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A request with this Idempotency-Key is still in flight; retry after Retry-After */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -652,6 +707,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description This Idempotency-Key was used with another payload (method, URL or body) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Rate limit exceeded; retry after the Retry-After seconds */
             429: {
                 headers: {
@@ -661,7 +725,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -719,7 +783,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -793,7 +857,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -807,7 +871,13 @@ export interface operations {
     updateItem: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes a retry of this write safe: the first answer (status, Location, body) is kept IDEMPOTENCY_KEY_TTL (default 24 h) and replayed, marked `Idempotent-Replayed: true`, to a retry with the same key and payload. A Structured Field string (RFC 9651): 1-255 printable ASCII characters in double quotes, a UUID is best. Same key, other payload: 422; the first still in flight: 409 with Retry-After. Keys are per user.
+                 * @example "8e03978e-40d5-43e8-bc93-6894a57f9324"
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
             path: {
                 id: number;
             };
@@ -868,6 +938,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A request with this Idempotency-Key is still in flight; retry after Retry-After */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body is larger than BODY_LIMIT */
             413: {
                 headers: {
@@ -886,6 +965,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description This Idempotency-Key was used with another payload (method, URL or body) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Rate limit exceeded; retry after the Retry-After seconds */
             429: {
                 headers: {
@@ -895,7 +983,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -947,7 +1035,68 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    dbSleepExample: {
+        parameters: {
+            query?: {
+                /** @description Milliseconds the query sleeps (0-30000) */
+                ms?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The query ran to its end */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        sleptMs: number;
+                    };
+                };
+            };
+            /** @description The request does not match the schema; `errors` names each field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked access token (sign in: POST /api/auth/token) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after the Retry-After seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1000,7 +1149,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1014,7 +1163,13 @@ export interface operations {
     enqueueTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes a retry of this write safe: the first answer (status, Location, body) is kept IDEMPOTENCY_KEY_TTL (default 24 h) and replayed, marked `Idempotent-Replayed: true`, to a retry with the same key and payload. A Structured Field string (RFC 9651): 1-255 printable ASCII characters in double quotes, a UUID is best. Same key, other payload: 422; the first still in flight: 409 with Retry-After. Keys are per user.
+                 * @example "8e03978e-40d5-43e8-bc93-6894a57f9324"
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -1064,7 +1219,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The idempotency key belongs to a task that has finished */
+            /** @description A request with this Idempotency-Key is still in flight; retry after Retry-After */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1091,6 +1246,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description This Idempotency-Key was used with another payload (method, URL or body) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Rate limit exceeded; retry after the Retry-After seconds */
             429: {
                 headers: {
@@ -1100,7 +1264,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1132,7 +1296,7 @@ export interface operations {
                     "application/json": {
                         id: string;
                         name: string;
-                        state: "waiting" | "delayed" | "active" | "completed" | "failed" | "cancelled";
+                        state: "pending" | "waiting" | "delayed" | "active" | "completed" | "failed" | "cancelled";
                         progress: number | {
                             [key: string]: unknown;
                         };
@@ -1174,7 +1338,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1254,7 +1418,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1371,7 +1535,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1434,7 +1598,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1488,7 +1652,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable or the server is overloaded; retry after Retry-After */
+            /** @description A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Queryable } from './transaction.js';
 
 export interface Item {
   id: number;
@@ -49,8 +50,14 @@ export type WriteOutcome<T> = { kind: 'done'; value: T } | { kind: 'missing' | '
 export class ItemRepository {
   constructor(private readonly db: pg.Pool) {}
 
-  async create(ownerId: string, name: string, description: string | null): Promise<Item> {
-    const { rows } = await this.db.query<ItemRow>(
+  /** `db`: the client of a transaction when more must commit with the item (its outbox task). */
+  async create(
+    ownerId: string,
+    name: string,
+    description: string | null,
+    db: Queryable = this.db,
+  ): Promise<Item> {
+    const { rows } = await db.query<ItemRow>(
       `INSERT INTO items (owner_id, name, description) VALUES ($1, $2, $3) RETURNING ${COLUMNS}`,
       [ownerId, name, description],
     );

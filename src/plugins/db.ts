@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import type pg from 'pg';
 import { pendingMessage, pendingMigrations, shippedMigrations } from '../db/migration-status.js';
 import { createPool } from '../db/pool.js';
+import { bindQueriesToRequests } from '../db/request-scope.js';
 import type { Settings } from '../settings.js';
 import { addReadinessCheck } from './readiness.js';
 
@@ -25,6 +26,8 @@ async function dbPlugin(app: FastifyInstance, settings: DbSettings): Promise<voi
     },
     app.log,
   );
+  // Queries run on behalf of a request are cancelled with it (plugins/deadline.ts).
+  bindQueriesToRequests(pool);
   app.decorate('db', pool);
   addReadinessCheck(app, 'database', async () => {
     await pool.query('SELECT 1');

@@ -1,6 +1,7 @@
 import swagger from '@fastify/swagger';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { withIdempotencyKeyParameter } from './idempotency.js';
 import { contentSecurityPolicyHook } from './security.js';
 
 /** OpenAPI 3 generated from the routes' TypeBox schemas, served at /openapi.json, UI at /docs. */
@@ -44,6 +45,11 @@ async function docsPlugin(
         { name: 'auth', description: 'Sign in (OAuth2 password grant), refresh, who am I, sign out' },
       ],
     },
+    // The Idempotency-Key header: one reusable parameter, referenced by every keyed write.
+    transformObject: (document) =>
+      'openapiObject' in document
+        ? withIdempotencyKeyParameter(document.openapiObject)
+        : document.swaggerObject,
   });
   if (!options.enabled) return;
   // The UI is the only HTML we serve: its own scope carries the CSP, JSON answers go without.

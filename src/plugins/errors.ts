@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { QUERY_CANCELED } from '../db/cancel.js';
 import { isDatabaseUnavailable } from '../db/pool.js';
 import { isRedisUnavailable } from '../redis/errors.js';
 import { BodyError } from './body.js';
@@ -99,6 +100,10 @@ export function toProblem(error: FastifyError, production: boolean, contentType?
     return problem(415, `${sent} is not accepted here; send application/json`);
   }
   if (isDatabaseUnavailable(error)) return problem(503, 'The database is unavailable; retry shortly');
+  // statement_timeout, a cancel request, or a query refused after its request's deadline: not a fault
+  // of the request, and worth a retry.
+  if (error.code === QUERY_CANCELED || error.code === 'QUERY_ABORTED')
+    return problem(503, 'A database statement was cancelled before it finished; retry shortly');
   if (isRedisUnavailable(error)) return problem(503, 'Redis is unavailable; retry shortly');
   const status = CLIENT_ERROR_STATUS[error.code] ?? error.statusCode ?? 500;
   if (status >= 400 && status < 500) {

@@ -68,7 +68,7 @@ export function problemResponses<Codes extends number>(descriptions: Record<Code
 export const COMMON_PROBLEMS = {
   400: 'The request does not match the schema; `errors` names each field',
   429: 'Rate limit exceeded; retry after the Retry-After seconds',
-  503: 'A dependency is unavailable or the server is overloaded; retry after Retry-After',
+  503: 'A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After',
 } as const;
 
 /** Statuses of routes that take a body. */

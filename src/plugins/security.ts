@@ -28,6 +28,7 @@ export const CORS_OPTIONS = {
   methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
   allowedHeaders: ['Authorization', 'Content-Type', 'Idempotency-Key', 'X-Request-Id'],
   exposedHeaders: [
+    'Idempotent-Replayed',
     'Location',
     'Retry-After',
     'WWW-Authenticate',
@@ -35,9 +36,8 @@ export const CORS_OPTIONS = {
     'X-RateLimit-Limit',
     'X-RateLimit-Remaining',
     'X-RateLimit-Reset',
-    'RateLimit-Limit',
-    'RateLimit-Remaining',
-    'RateLimit-Reset',
+    'RateLimit-Policy',
+    'RateLimit',
     'traceresponse',
   ],
   // A browser may reuse a preflight answer for 10 minutes instead of asking before every write.

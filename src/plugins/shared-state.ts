@@ -8,6 +8,7 @@ import { sharedCacheTargetOf } from '../redis/target.js';
 import { type Settings, sharedStateStoreOf } from '../settings.js';
 import { routeLabel } from './metrics.js';
 import { postgresRateLimitStore, pruneRateLimits } from './rate-limit-store.js';
+import { addRateLimitFields } from './ratelimit-fields.js';
 
 const rateLimitRejections = new client.Counter({
   name: 'rate_limit_rejections_total',
@@ -76,6 +77,23 @@ async function sharedStatePlugin(app: FastifyInstance, settings: Settings): Prom
         message: `Rate limit exceeded: ${context.max} requests per ${context.after}; retry later`,
       }),
     });
+    if (settings.RATE_LIMIT_MAX > 0) {
+      // The plugin's X-RateLimit-* values, said again as the current draft's fields (ratelimit-fields.ts).
+      const policy = {
+        name: 'api',
+        quota: settings.RATE_LIMIT_MAX,
+        windowSeconds: settings.RATE_LIMIT_WINDOW,
+      };
+      app.addHook('onSend', (_request, reply, payload, done) => {
+        const remaining = reply.getHeader('x-ratelimit-remaining');
+        if (remaining !== undefined)
+          addRateLimitFields(reply, policy, {
+            remaining: Number(remaining),
+            resetSeconds: Number(reply.getHeader('x-ratelimit-reset')),
+          });
+        done(null, payload);
+      });
+    }
   }
 }
 

@@ -52,10 +52,12 @@ async function tasksPlugin(app: FastifyInstance, settings: Settings): Promise<vo
     { connectedAddress, createProducerConnection, firstAttemptSettled },
     { watchConnection },
     { retentionOf, TaskService },
+    { OutboxStore },
   ] = await Promise.all([
     import('../redis/connection.js'),
     import('../redis/connection-events.js'),
     import('../tasks/service.js'),
+    import('../tasks/outbox.js'),
   ]);
   const target = redisTargetOf(settings);
   const connection = createProducerConnection(target);
@@ -63,7 +65,13 @@ async function tasksPlugin(app: FastifyInstance, settings: Settings): Promise<vo
   watchConnection(connection, app.log, 'tasks');
   // Give Redis a moment to answer at start-up, so the first requests find it ready; never block longer.
   await firstAttemptSettled(connection);
-  const service = new TaskService(connection, settings.QUEUE_PREFIX, retentionOf(settings));
+  // The outbox: tasks committed with a write (POST /api/items) report `pending` until relayed.
+  const service = new TaskService(
+    connection,
+    settings.QUEUE_PREFIX,
+    retentionOf(settings),
+    new OutboxStore(app.db),
+  );
   app.decorate('tasks', service);
   current = service;
   registerQueueDepth(() => current);
@@ -91,4 +99,4 @@ async function tasksPlugin(app: FastifyInstance, settings: Settings): Promise<vo
   });
 }
 
-export default fp(tasksPlugin, { name: 'tasks', dependencies: ['readiness'] });
+export default fp(tasksPlugin, { name: 'tasks', dependencies: ['readiness', 'db'] });

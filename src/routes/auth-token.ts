@@ -7,6 +7,7 @@ import type { SessionGrant } from '../auth/sessions.js';
 import { TokenError } from '../auth/tokens.js';
 import { useFormParser } from '../plugins/body.js';
 import { toProblem } from '../plugins/errors.js';
+import { addRateLimitFields } from '../plugins/ratelimit-fields.js';
 
 // RFC 6749 §4.3.2 (password grant) and §6 (refresh), as form or JSON. scope and client_id are
 // accepted and ignored, as OAuth clients such as the Swagger UI send them.
@@ -110,21 +111,46 @@ export const tokenRoute: FastifyPluginAsyncTypebox<{ loginLimit: LoginLimit }> =
   // Failed password sign-ins, per client address and per account *from that address*: knowing someone's
   // email lets nobody lock its owner out from the owner's own address. Refreshes are not counted (a
   // refresh token cannot be guessed), nor are successes (a busy office behind one address signs in).
-  const limiters = [
-    (request: FastifyRequest) => `login:address:${request.ip}`,
-    (request: FastifyRequest) =>
-      `login:account:${((request.body as { username?: string }).username ?? '').toLowerCase()}:${request.ip}`,
-  ].flatMap((keyGenerator) =>
+  const windowSeconds = loginLimit.windowMs / 1000;
+  const limiters = (
+    [
+      ['sign-in-address', (request: FastifyRequest) => `login:address:${request.ip}`],
+      [
+        'sign-in-account',
+        (request: FastifyRequest) =>
+          `login:account:${((request.body as { username?: string }).username ?? '').toLowerCase()}:${request.ip}`,
+      ],
+    ] as const
+  ).flatMap(([name, keyGenerator]) =>
     loginLimit.max > 0
-      ? [app.createRateLimit({ max: loginLimit.max, timeWindow: loginLimit.windowMs, keyGenerator })]
+      ? [
+          {
+            policy: { name, quota: loginLimit.max, windowSeconds },
+            check: app.createRateLimit({
+              max: loginLimit.max,
+              timeWindow: loginLimit.windowMs,
+              keyGenerator,
+            }),
+          },
+        ]
       : [],
   );
+  type LimitResult = Awaited<ReturnType<(typeof limiters)[number]['check']>>;
+  /** RateLimit-Policy and RateLimit for both counts (draft-ietf-httpapi-ratelimit-headers). */
+  const reportLimits = (reply: FastifyReply, results: LimitResult[]) =>
+    limiters.forEach(({ policy }, index) => {
+      const result = results[index];
+      // isAllowed: true comes only from an allow list, which these limiters have none of.
+      if (result && !result.isAllowed)
+        addRateLimitFields(reply, policy, { remaining: result.remaining, resetSeconds: result.ttlInSeconds });
+    });
   /** 429 once either count has reached the limit; nothing is counted here. */
   const limitLogin = async (request: FastifyRequest, reply: FastifyReply) => {
     if ((request.body as { grant_type?: unknown }).grant_type !== 'password') return;
-    const results = await Promise.all(limiters.map((limiter) => limiter(request, { increment: false })));
+    const results = await Promise.all(limiters.map(({ check }) => check(request, { increment: false })));
     const exhausted = results.find((result) => !result.isAllowed && result.remaining === 0);
     if (!exhausted || exhausted.isAllowed) return;
+    reportLimits(reply, results);
     reply.header('retry-after', String(Math.max(1, exhausted.ttlInSeconds)));
     return sendOAuth(
       reply,
@@ -135,7 +161,9 @@ export const tokenRoute: FastifyPluginAsyncTypebox<{ loginLimit: LoginLimit }> =
       ),
     );
   };
-  const countFailure = (request: FastifyRequest) => Promise.all(limiters.map((limiter) => limiter(request)));
+  /** Count a failed sign-in, and tell the client how many it has left. */
+  const countFailure = async (request: FastifyRequest, reply: FastifyReply) =>
+    reportLimits(reply, await Promise.all(limiters.map(({ check }) => check(request))));
 
   const issue = async (reply: FastifyReply, grant: SessionGrant) => {
     const now = Math.floor(Date.now() / 1000);
@@ -183,7 +211,8 @@ export const tokenRoute: FastifyPluginAsyncTypebox<{ loginLimit: LoginLimit }> =
             'temporarily_unavailable: too many failed sign-ins; retry after Retry-After',
           ),
           503: {
-            description: 'A dependency is unavailable or the server is overloaded; retry after Retry-After',
+            description:
+              'A dependency is unavailable, the server is overloaded, or the request passed its deadline; retry after Retry-After',
             content: { 'application/problem+json': { schema: Type.Unsafe({ $ref: 'Problem#' }) } },
           },
         },
@@ -197,7 +226,7 @@ export const tokenRoute: FastifyPluginAsyncTypebox<{ loginLimit: LoginLimit }> =
         const found = await auth.users.findForSignIn(username);
         const valid = await verifyPassword(password, found?.passwordHash ?? (await decoyHash()));
         if (!found || !valid) {
-          await countFailure(request);
+          await countFailure(request, reply);
           return sendOAuth(reply, oauthError('invalid_grant', 'Wrong email or password'));
         }
         return issue(reply, await auth.sessions.open(found.user.id));

@@ -3,7 +3,7 @@ import { setTimeout } from 'node:timers/promises';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { inTurn } from '../cpu-turns.js';
-import { COMMON_PROBLEMS, problemResponses } from '../plugins/problem.js';
+import { COMMON_PROBLEMS, problemResponses, UNAUTHORIZED } from '../plugins/problem.js';
 import { withDefault } from '../plugins/with-default.js';
 
 /**
@@ -60,7 +60,43 @@ export const exampleRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      await setTimeout(request.query.ms);
+      // The request's signal ends the wait at its deadline, as it would a slow upstream call.
+      await setTimeout(request.query.ms, undefined, { signal: request.abortSignal });
+      return { sleptMs: request.query.ms };
+    },
+  );
+
+  app.get(
+    '/api/examples/db-sleep',
+    {
+      onRequest: app.authenticate,
+      schema: {
+        tags: ['examples'],
+        operationId: 'dbSleepExample',
+        summary: 'Database-bound: a query that runs N ms',
+        description:
+          'Runs `SELECT pg_sleep(N / 1000)`, a query bound to the request like every `app.db` query: past ' +
+          'REQUEST_DEADLINE_MS the answer is 503 and the query is cancelled on the server (a CancelRequest, ' +
+          'which PgBouncer forwards), its connection back in the pool. It holds a database connection while ' +
+          'it runs, hence signed-in users only.',
+        querystring: Type.Object({
+          ms: withDefault(
+            Type.Integer({
+              minimum: 0,
+              maximum: MAX_SLEEP_MS,
+              description: 'Milliseconds the query sleeps (0-30000)',
+            }),
+            100,
+          ),
+        }),
+        response: {
+          200: Type.Object({ sleptMs: Type.Integer() }, { description: 'The query ran to its end' }),
+          ...problemResponses({ ...COMMON_PROBLEMS, 401: UNAUTHORIZED }),
+        },
+      },
+    },
+    async (request) => {
+      await app.db.query('SELECT pg_sleep($1::float8 / 1000)', [request.query.ms]);
       return { sleptMs: request.query.ms };
     },
   );

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type Static, Type } from 'typebox';
 import { type Actor, decodeCursor, encodeCursor, ItemRepository, type WriteOutcome } from '../db/items.js';
+import { inTransaction } from '../db/transaction.js';
 import { sendProblem } from '../plugins/errors.js';
 import {
   BODY_PROBLEMS,
@@ -10,6 +11,8 @@ import {
   UNAUTHORIZED,
 } from '../plugins/problem.js';
 import { withDefault } from '../plugins/with-default.js';
+import { itemCreated } from '../tasks/definitions/items.js';
+import { recordTask } from '../tasks/outbox.js';
 
 const Name = Type.String({ minLength: 1, maxLength: 200, description: '1-200 characters' });
 const Description = Type.Union([Type.String({ maxLength: 10_000 }), Type.Null()]);
@@ -25,6 +28,17 @@ export const Item = Type.Object(
     updatedAt: Type.String({ format: 'date-time' }),
   },
   { $id: 'Item', description: 'An item' },
+);
+/** What POST /api/items answers: the item, and the task that committed with it (the outbox). */
+export const CreatedItem = Type.Object(
+  {
+    ...Item.properties,
+    taskId: Type.Union([Type.String(), Type.Null()], {
+      description:
+        'Its items.created task (GET /api/tasks/{taskId}: pending until relayed to the queue); null when background tasks are off',
+    }),
+  },
+  { $id: 'CreatedItem', description: 'The created item and its task' },
 );
 /** The stored Item schema, by reference, with what this response means. */
 const itemResponse = (description: string) =>
@@ -86,18 +100,30 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ cacheTtl: number }> = async
         tags: ['items'],
         operationId: 'createItem',
         summary: 'Create an item',
-        description: 'Stores a new item owned by the signed-in user; the Location header is its URL.',
+        description:
+          'Stores a new item owned by the signed-in user; the Location header is its URL. With background ' +
+          'tasks on, its items.created task commits in the same transaction (outbox) and taskId names it.',
         body: CreateItem,
         response: {
-          201: itemResponse('The created item'),
+          201: Type.Unsafe<Static<typeof CreatedItem>>({
+            $ref: 'CreatedItem#',
+            description: 'The created item',
+          }),
           ...problemResponses({ ...COMMON_PROBLEMS, ...BODY_PROBLEMS, 401: UNAUTHORIZED }),
         },
       },
     },
     async (request, reply) => {
       const owner = actorOf(request.principal).userId;
-      const item = await items.create(owner, request.body.name, request.body.description ?? null);
-      return reply.code(201).header('location', `/api/items/${item.id}`).send(item);
+      const { name, description = null } = request.body;
+      // Background tasks on: the item and its task commit together or not at all (the outbox).
+      const created = app.tasks
+        ? await inTransaction(app.db, async (client) => {
+            const item = await items.create(owner, name, description, client);
+            return { ...item, taskId: await recordTask(client, itemCreated, { itemId: item.id, name }) };
+          })
+        : { ...(await items.create(owner, name, description)), taskId: null };
+      return reply.code(201).header('location', `/api/items/${created.id}`).send(created);
     },
   );
 

@@ -31,7 +31,8 @@ const Options = {
     Type.String({
       minLength: 1,
       maxLength: 200,
-      description: 'Enqueue once per key: a repeat answers the first id (409 if it has finished)',
+      description:
+        'The Idempotency-Key header (preferred) as a body field, on the same store: a repeat answers the first id',
     }),
   ),
 };
@@ -59,6 +60,8 @@ const Status = Type.Object({
   id: Type.String(),
   name: Type.String(),
   state: Type.Union([
+    // Committed in the outbox with its write (POST /api/items), not yet relayed to the queue.
+    Type.Literal('pending'),
     Type.Literal('waiting'),
     Type.Literal('delayed'),
     Type.Literal('active'),
@@ -124,6 +127,8 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       onRequest: app.authenticate,
       preValidation: unknownTask,
+      // The body's idempotencyKey is this route's Idempotency-Key when no header is sent (plugins/idempotency.ts).
+      config: { idempotencyKeyField: 'idempotencyKey' },
       schema: {
         tags: ['tasks'],
         operationId: 'enqueueTask',
@@ -139,7 +144,6 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
             ...BODY_PROBLEMS,
             401: UNAUTHORIZED,
             404: DISABLED,
-            409: 'The idempotency key belongs to a task that has finished',
           }),
         },
       },
@@ -147,7 +151,10 @@ export const taskRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const tasks = service(request, reply);
       if (!tasks) return reply;
-      const { name, payload, delayMs, priority, idempotencyKey } = request.body;
+      const { name, payload, delayMs, priority } = request.body;
+      // The held key (header or body) also names the job, per user: a run after a takeover queues it once.
+      const held = request.idempotency;
+      const idempotencyKey = held && `${held.scope}:${held.key}`;
       const id = await tasks.enqueue(name, payload, { delayMs, priority, idempotencyKey });
       return reply.code(202).header('location', `/api/tasks/${id}`).send({ id });
     },

@@ -5,10 +5,12 @@ import { withRedis } from '../redis/connection.js';
 import type { Settings } from '../settings.js';
 import { queueTelemetry } from '../telemetry/tracing.js';
 import { tasksByName } from './definitions/index.js';
+import type { OutboxEntry, OutboxStore } from './outbox.js';
 import { parseTaskId, QUEUE_NAMES, type QueueName } from './queues.js';
 import type { TaskDefinition } from './registry.js';
 
-export type TaskState = 'waiting' | 'delayed' | 'active' | 'completed' | 'failed' | 'cancelled';
+/** `pending`: committed in the outbox with its write, not yet relayed to BullMQ (src/tasks/outbox.ts). */
+export type TaskState = 'pending' | 'waiting' | 'delayed' | 'active' | 'completed' | 'failed' | 'cancelled';
 
 export interface TaskStatus {
   id: string;
@@ -19,6 +21,14 @@ export interface TaskStatus {
   result: unknown;
   error: string | null;
   timestamps: { createdAt: string | null; startedAt: string | null; finishedAt: string | null };
+}
+
+/** An outbox row on its way to BullMQ: the job id is `o-<outbox id>` (src/tasks/relay.ts). */
+export interface OutboxJob {
+  jobId: string;
+  task: string;
+  queue: string;
+  payload: unknown;
 }
 
 export interface EnqueueOptions {
@@ -77,6 +87,8 @@ export class TaskService {
     private readonly connection: Redis,
     private readonly prefix: string,
     private readonly retention: RetentionOptions,
+    /** Outbox rows, for the status and cancellation of tasks not yet relayed (absent: none). */
+    private readonly outbox?: OutboxStore,
   ) {}
 
   async enqueue(name: string, payload: unknown, options: EnqueueOptions = {}): Promise<string> {
@@ -107,9 +119,39 @@ export class TaskService {
     return jobs.map((job) => `${definition.queue}.${job.id}`);
   }
 
+  /**
+   * The relay's jobs, one addBulk per queue. Each has its outbox row's id: BullMQ treats adding an id
+   * it holds as a no-op, so a row relayed twice (a relay died before its commit) is queued once.
+   */
+  async addFromOutbox(jobs: readonly OutboxJob[]): Promise<void> {
+    const byQueue = new Map<QueueName, Array<{ name: string; data: unknown; opts: JobsOptions }>>();
+    for (const job of jobs) {
+      const definition = tasksByName.get(job.task);
+      // A task this release no longer knows still gets queued, and fails there saying so.
+      const queue = (QUEUE_NAMES as readonly string[]).includes(job.queue)
+        ? (job.queue as QueueName)
+        : 'default';
+      const opts = definition ? jobOptionsFor(definition, this.retention) : { attempts: 1 };
+      const list = byQueue.get(queue) ?? [];
+      list.push({ name: job.task, data: job.payload, opts: { ...opts, jobId: job.jobId } });
+      byQueue.set(queue, list);
+    }
+    await withRedis(this.connection, () =>
+      Promise.all([...byQueue].map(([queue, list]) => this.queue(queue).addBulk(list))),
+    );
+  }
+
+  /** True while the connection is up: the relay claims no rows it could not hand over. */
+  isReady(): boolean {
+    return this.connection.status === 'ready';
+  }
+
   async getStatus(id: string): Promise<TaskStatus | undefined> {
     const parsed = parseTaskId(id);
     if (!parsed) return undefined;
+    // Still in the outbox (or cancelled there): answered by PostgreSQL, whether Redis is up or not.
+    const entry = await this.outbox?.find(parsed.queue, parsed.jobId);
+    if (entry && entry.state !== 'relayed') return outboxStatus(id, entry);
     return withRedis(this.connection, async () => {
       const queue = this.queue(parsed.queue);
       // State first, job second: a job that finishes between the two reads then shows its result
@@ -132,6 +174,8 @@ export class TaskService {
   async cancel(id: string): Promise<CancelOutcome> {
     const parsed = parseTaskId(id);
     if (!parsed) return 'not_found';
+    // Not relayed yet: cancelled in the outbox, and never queued. Relayed: cancelled in BullMQ below.
+    if (await this.outbox?.cancelPending(parsed.queue, parsed.jobId)) return 'cancelled';
     return withRedis(this.connection, async () => {
       const queue = this.queue(parsed.queue);
       const job = await queue.getJob(parsed.jobId);
@@ -239,6 +283,19 @@ function emptyStatus(id: string): TaskStatus {
     result: null,
     error: null,
     timestamps: { createdAt: null, startedAt: null, finishedAt: null },
+  };
+}
+
+function outboxStatus(id: string, entry: OutboxEntry): TaskStatus {
+  return {
+    ...emptyStatus(id),
+    name: entry.task,
+    state: entry.state === 'cancelled' ? 'cancelled' : 'pending',
+    timestamps: {
+      createdAt: iso(entry.createdAt.getTime()),
+      startedAt: null,
+      finishedAt: iso(entry.cancelledAt?.getTime()),
+    },
   };
 }
 
