@@ -8,6 +8,7 @@ import { DEVELOPMENT_SECRET, TokenSigner } from '../src/auth/tokens.js';
 import { UserRepository } from '../src/auth/users.js';
 import { loadSettings, type SettingsError } from '../src/settings.js';
 import { buildTestApp, TEST_USER, useTestApp } from './helpers/app.js';
+import { openPool } from './helpers/database.js';
 import { ROOT } from './helpers/process.js';
 
 // Sign-in through app.inject (sessions in PostgreSQL); test/one-service.test.ts covers replicas,
@@ -269,7 +270,7 @@ async function sql(text: string, values: unknown[] = []): Promise<pg.QueryResult
 }
 
 async function makeUser(email: string, password = 'a long enough password'): Promise<void> {
-  const pool = new pg.Pool({ connectionString: testApp.databaseUrl, max: 1 });
+  const pool = openPool(testApp.databaseUrl, 1);
   await new UserRepository(pool).createIfMissing(email, password);
   await pool.end();
 }

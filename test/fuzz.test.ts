@@ -3,13 +3,14 @@ import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import fc from 'fast-check';
 import type { LightMyRequestResponse } from 'fastify';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLIENT_DIR } from '../scripts/openapi.js';
 import { SessionStore } from '../src/auth/sessions.js';
 import { TokenSigner } from '../src/auth/tokens.js';
 import { encodeCursor } from '../src/db/items.js';
 import { TEST_USER, useTestApp } from './helpers/app.js';
+import { openPool } from './helpers/database.js';
 import {
   allowedTypes,
   arbitraryFor,
@@ -369,8 +370,8 @@ const signer = new TokenSigner(SECRET);
 
 /** An access token of a session of its own (in PostgreSQL, as sign-in makes it), for TEST_USER. */
 async function freshSessionToken(): Promise<string> {
-  sessionPool ??= new pg.Pool({ connectionString: testApp.databaseUrl, max: 2 });
-  const pool = sessionPool;
+  const pool = sessionPool ?? openPool(testApp.databaseUrl, 2);
+  sessionPool = pool;
   const { rows } = await pool.query('SELECT id FROM users WHERE lower(email) = lower($1)', [TEST_USER.email]);
   const grant = await new SessionStore(pool, 3600).open(String(rows[0].id));
   return signer.sign(

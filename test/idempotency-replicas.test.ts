@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createTestDatabase, openPool, type TestDatabase } from './helpers/database.js';
 import { startTopology, type Topology } from './helpers/topologies.js';
 import { signInOverHttp } from './helpers/user.js';
 
@@ -17,7 +17,7 @@ let auth: { authorization: string };
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  db = new pg.Pool({ connectionString: database.url, max: 4 });
+  db = openPool(database.url, 4);
   // A server backend whose client died notices within 100 ms, even while it waits for a lock, and
   // abandons the statement (PostgreSQL 14+; docs/api.md). Without it statement_timeout (10 s) would.
   const name = new URL(database.url).pathname.slice(1);

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserRepository } from '../src/auth/users.js';
 import { pruneIdempotencyKeys } from '../src/db/idempotency-keys.js';
 import { fingerprint } from '../src/plugins/idempotency-decision.js';
 import { authHeaders, buildTestApp } from './helpers/app.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createTestDatabase, openPool, type TestDatabase } from './helpers/database.js';
 import { dropPrefix, taskEnv, uniquePrefix } from './helpers/tasks.js';
 
 // Idempotency-Key in one process (app.inject, real PostgreSQL): replay, mismatch, in flight, takeover,
@@ -21,7 +21,7 @@ let other: { authorization: string };
 beforeAll(async () => {
   database = await createTestDatabase();
   app = await buildTestApp(database.url, { LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0' });
-  db = new pg.Pool({ connectionString: database.url, max: 3 });
+  db = openPool(database.url, 3);
   await new UserRepository(db).createIfMissing(OTHER.email, OTHER.password, 'user');
   const token = await app.inject({
     method: 'POST',

@@ -1,9 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserRepository } from '../src/auth/users.js';
 import { authHeaders, buildTestApp } from './helpers/app.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createTestDatabase, openPool, type TestDatabase } from './helpers/database.js';
 
 let database: TestDatabase;
 let app: FastifyInstance;
@@ -139,7 +138,7 @@ describe('items API on PostgreSQL', () => {
 
 describe('items have owners', () => {
   const signInAs = async (email: string) => {
-    const pool = new pg.Pool({ connectionString: database.url, max: 1 });
+    const pool = openPool(database.url, 1);
     await new UserRepository(pool).createIfMissing(email, 'a long enough password');
     await pool.end();
     const response = await app.inject({

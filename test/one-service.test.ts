@@ -3,7 +3,7 @@ import * as oauth from 'oauth4webapi';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserRepository } from '../src/auth/users.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createTestDatabase, openPool, type TestDatabase } from './helpers/database.js';
 import { startTopology, TOPOLOGIES, type Topology, type TopologyName } from './helpers/topologies.js';
 import { TEST_USER } from './helpers/user.js';
 
@@ -93,7 +93,7 @@ describe.each(Object.keys(TOPOLOGIES) as TopologyName[])('one service: %s', (nam
     return seen;
   };
   const makeUser = async (email: string) => {
-    const pool = new pg.Pool({ connectionString: database.url, max: 1 });
+    const pool = openPool(database.url, 1);
     await new UserRepository(pool).createIfMissing(email, PASSWORD);
     await pool.end();
   };

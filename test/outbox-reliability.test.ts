@@ -7,10 +7,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { logsWith, startCluster, until } from './helpers/cluster.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createTestDatabase, openPool, type TestDatabase } from './helpers/database.js';
 import { sampleSum, samplesOf } from './helpers/metrics.js';
 import { type PgBouncer, startPgBouncer } from './helpers/pgbouncer.js';
 import { freePort, type ServerProcess, startProcess, waitForHttp } from './helpers/process.js';
@@ -28,7 +28,7 @@ let db: pg.Pool;
 
 beforeEach(async () => {
   database = await createTestDatabase();
-  db = new pg.Pool({ connectionString: database.url, max: 2 });
+  db = openPool(database.url, 2);
 });
 afterEach(async () => {
   await Promise.all(processes.splice(0).map((child) => child.stop('SIGKILL')));

@@ -7,7 +7,7 @@
 import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ItemRepository } from '../src/db/items.js';
 import { inTransaction } from '../src/db/transaction.js';
@@ -16,7 +16,7 @@ import { outboxIdOf, recordTask } from '../src/tasks/outbox.js';
 import { pruneOutbox, relayBatch } from '../src/tasks/relay.js';
 import { retentionOf, TaskService } from '../src/tasks/service.js';
 import { authHeaders, buildTestApp, testSettings } from './helpers/app.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createTestDatabase, openPool, type TestDatabase } from './helpers/database.js';
 import { buildTaskApp, dropPrefix, REDIS_URL, status, uniquePrefix } from './helpers/tasks.js';
 
 let database: TestDatabase;
@@ -29,7 +29,7 @@ const prefix = uniquePrefix();
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  pool = new pg.Pool({ connectionString: database.url, max: 4 });
+  pool = openPool(database.url, 4);
   app = await buildTaskApp(database.url, prefix);
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   relayTasks = new TaskService(redis, prefix, retentionOf(testSettings()));
