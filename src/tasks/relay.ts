@@ -100,6 +100,9 @@ export async function pruneOutbox(db: pg.Pool, retentionSeconds: number): Promis
   }
 }
 
+/** How long a stopping relay may take to finish its batch before its Redis connection is cut. */
+const STOP_WAIT_MS = 1000;
+
 export interface OutboxRelay {
   /** Finish the batch in hand, then stop; closes the relay's Redis connection. */
   stop(): Promise<void>;
@@ -182,7 +185,15 @@ export function startOutboxRelay(settings: Settings, log: Logger, databaseUrl: s
   const relay = runRelay(db, tasks, relayOptionsOf(settings), log.child({ component: 'outbox-relay' }));
   return {
     async stop() {
-      await relay.stop();
+      const stopped = relay.stop();
+      // A command sent on a socket that died without closing (a cut network) never answers: past a
+      // short wait, disconnecting fails it, its batch rolls back (rows kept) and the loop ends.
+      const inTime = await Promise.race([
+        stopped.then(() => true),
+        sleep(STOP_WAIT_MS, false, { ref: false }),
+      ]);
+      if (!inTime) connection.disconnect();
+      await stopped;
       // BullMQ's close can hang on a dead connection (bullmq#4163): only when up, and bounded.
       if (tasks.isReady())
         await Promise.race([tasks.close().catch(() => {}), sleep(2000, undefined, { ref: false })]);
