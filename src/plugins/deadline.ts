@@ -32,6 +32,23 @@ const NEVER = new AbortController().signal;
 
 /** Requests whose answer has begun (onSend ran): the deadline has been met, even if hooks still run. */
 const answering = new WeakSet<FastifyRequest>();
+/** Requests whose deadline passed (read without making their signal). */
+const expired = new WeakSet<FastifyRequest>();
+
+/**
+ * Each request's controller, made when its signal is first read (a query, a handler) or its deadline
+ * passes: most requests (health, cached reads, no database) never need one, and an AbortController per
+ * request was measurable memory under load.
+ */
+const controllers = new WeakMap<FastifyRequest, AbortController>();
+function controllerOf(request: FastifyRequest): AbortController {
+  let controller = controllers.get(request);
+  if (!controller) {
+    controller = new AbortController();
+    controllers.set(request, controller);
+  }
+  return controller;
+}
 
 /**
  * The 503 a request gets past its deadline, unless its answer has begun. Written on the raw response
@@ -40,9 +57,10 @@ const answering = new WeakSet<FastifyRequest>();
  * status, this body). Hijacked, a later send of the handler's is refused (one warning); onSend hooks do
  * not run for this answer, onResponse hooks (the access log) do.
  */
-function expire(request: FastifyRequest, reply: FastifyReply, controller: AbortController, ms: number): void {
+function expire(request: FastifyRequest, reply: FastifyReply, ms: number): void {
   if (reply.sent || reply.raw.headersSent || answering.has(request)) return;
-  controller.abort(new DeadlineError(ms)); // cancels its running query (listeners run synchronously)
+  expired.add(request);
+  controllerOf(request).abort(new DeadlineError(ms)); // cancels its running query (listeners run synchronously)
   request.log.warn({ deadlineMs: ms }, 'request deadline passed: 503, its work cancelled');
   reply.hijack();
   const detail = `The request did not finish within ${ms} ms; retry later`;
@@ -80,9 +98,9 @@ function quietAfterAbort(handler: Handler): Handler {
     const result = handler.call(this, request, reply);
     if (!isThenable(result)) return result;
     return Promise.resolve(result).then(
-      (value) => (request.abortSignal.aborted ? undefined : value),
+      (value) => (expired.has(request) ? undefined : value),
       (error: unknown) => {
-        if (!request.abortSignal.aborted) throw error;
+        if (!expired.has(request)) throw error;
         request.log.debug({ err: error }, 'the work of an aborted request ended');
         return undefined;
       },
@@ -99,16 +117,18 @@ function quietAfterAbort(handler: Handler): Handler {
  */
 async function deadlinePlugin(app: FastifyInstance, options: { deadlineMs: number }): Promise<void> {
   const { deadlineMs } = options;
-  app.decorateRequest('abortSignal', null as unknown as AbortSignal);
+  app.decorateRequest('abortSignal', {
+    getter(this: FastifyRequest) {
+      return deadlineMs > 0 ? controllerOf(this).signal : NEVER;
+    },
+  });
   // Callback hooks: no promise per request.
   app.addHook('onRequest', (request, reply, done) => {
     if (deadlineMs > 0) {
-      const controller = new AbortController();
-      request.abortSignal = controller.signal;
       // Created before the request's scope is entered: what its 503 sets off is not the request's work.
-      const timer = setTimeout(expire, deadlineMs, request, reply, controller, deadlineMs);
+      const timer = setTimeout(expire, deadlineMs, request, reply, deadlineMs);
       reply.raw.once('close', () => clearTimeout(timer));
-    } else request.abortSignal = NEVER;
+    }
     runOnBehalfOf(request, done);
   });
   if (deadlineMs > 0)
